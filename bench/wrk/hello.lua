@@ -1,0 +1,1 @@
+-- Plain keep-alive GET of the URL's path: wrk's default request.
