@@ -1,0 +1,1 @@
+"""WSGI applications the black-box tests serve (importable as `apps.<module>:<callable>`)."""
