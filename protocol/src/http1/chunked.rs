@@ -150,6 +150,7 @@ impl ChunkedDecoder {
                 },
                 State::Size => match c {
                     b'\r' => self.state = State::SizeLf,
+                    b'\n' => return Err(self.err(BareLf, i)),
                     b';' => self.enter_ext(i)?,
                     _ => {
                         let Some(d) = hex_val(c) else {
