@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import uwsgi_client as uw
-from helpers import LIVE_SERVERS, Closed, Conn, http_get, qs, request, stop
+from helpers import LIVE_SERVERS, Closed, Conn, http_get, qs, read_log, request, stop
 from support import ServerProcess, free_port, wait_for_tcp, wait_for_unix
 
 
@@ -61,13 +61,13 @@ def test_several_listeners_in_one_process(tmp_path: Path) -> None:
             resp, rest = uw.roundtrip(target, uw.cgi_vars(path="/echo"))
             assert resp.json()["REMOTE_ADDR"] == "203.0.113.7" and rest == b""
 
-        log = srv.log()
+        log = read_log(srv)
         # one startup line per listener, naming it
         for needle in (str(http4), str(http6), str(uw4), str(hsock), str(usock), str(usock2)):
             assert needle in log, (needle, log)
     finally:
         rc = stop(srv)
-    assert rc == 0, srv.log()
+    assert rc == 0, read_log(srv)
     for p in (hsock, usock, usock2):
         assert not p.exists(), f"{p} left behind after exit"
 
@@ -88,9 +88,10 @@ def bind_failure(*args: str) -> tuple[int, str]:
         rc = srv.proc.wait(20)
     except subprocess.TimeoutExpired:
         stop(srv)
-        raise AssertionError(f"server started despite a bad listener {args}: {srv.log()}") from None
+        raise AssertionError(
+            f"server started despite a bad listener {args}: {read_log(srv)}") from None
     stop(srv)
-    return rc, srv.log()
+    return rc, read_log(srv)
 
 
 def test_address_in_use() -> None:
@@ -121,7 +122,7 @@ def start_waiting_request(srv: ServerProcess, tmp_path: Path) -> tuple[Conn, Pat
     c.send(request("GET", "/waitfile?" + qs(started=started, release=release)))
     deadline = time.monotonic() + 15
     while not started.exists():
-        assert time.monotonic() < deadline, srv.log()
+        assert time.monotonic() < deadline, read_log(srv)
         time.sleep(0.02)
     return c, release
 
@@ -157,7 +158,7 @@ def test_sigterm_is_graceful(tmp_path: Path) -> None:
         r = busy.read_response()
         assert r.status == 200 and r.body == b"finished after release"
         assert srv.proc.wait(20) == 0
-        assert "Traceback" not in srv.log()
+        assert "Traceback" not in read_log(srv)
     finally:
         stop(srv)
 
@@ -169,7 +170,7 @@ def test_sigterm_graceful_timeout(tmp_path: Path) -> None:
         busy, _ = start_waiting_request(srv, tmp_path)  # never released
         srv.signal(signal.SIGTERM)
         # the in-flight request had its chance; the process does not wait for it
-        assert srv.proc.wait(30) == 0, srv.log()
+        assert srv.proc.wait(30) == 0, read_log(srv)
         try:
             r = busy.read_response(allow_truncated=True)
             assert r.status != 200 or not r.complete, r
@@ -187,8 +188,8 @@ def test_sigint_stops_at_once(tmp_path: Path) -> None:
         assert http_get(srv, "/hello").status == 200
         srv.signal(signal.SIGINT)
         # quick stop: no waiting for the 60 s graceful period or the request
-        assert srv.proc.wait(15) == 0, srv.log()
-        assert "Traceback" not in srv.log()
+        assert srv.proc.wait(15) == 0, read_log(srv)
+        assert "Traceback" not in read_log(srv)
         busy.close()
     finally:
         stop(srv)
@@ -202,11 +203,11 @@ def test_sigint_with_idle_connections(tmp_path: Path) -> None:
         conns[0].send(request("GET", "/hello"))
         assert conns[0].read_response().status == 200
         srv.signal(signal.SIGINT)
-        assert srv.proc.wait(15) == 0, srv.log()
+        assert srv.proc.wait(15) == 0, read_log(srv)
         for c in conns:
             assert c.wait_closed(5) == b""
             c.close()
-        assert "Traceback" not in srv.log()
+        assert "Traceback" not in read_log(srv)
     finally:
         stop(srv)
 
