@@ -1,0 +1,174 @@
+//! `velocior._velocior`: the classes Python sees. The server loop lives in `server`, everything
+//! that touches Python at request time in `wsgi`. The user-facing docs are in `_velocior.pyi`.
+
+pub mod server;
+pub mod wsgi;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use server::{Cidr, Config, Control, ListenerSpec, Protocol};
+use wsgi::{WsgiOptions, WsgiService};
+
+/// One worker's server: listeners, options and the app; `run()` serves until stopped.
+#[pyclass(module = "velocior._velocior", frozen)]
+struct Server {
+    app: Py<PyAny>,
+    listeners: Vec<ListenerSpec>,
+    config: Config,
+    wsgi: Mutex<Option<WsgiOptions>>,
+    control: Arc<Control>,
+}
+
+fn secs(v: &Bound<'_, PyAny>, key: &str) -> PyResult<Duration> {
+    let f: f64 = v.extract()?;
+    if !f.is_finite() || f < 0.0 {
+        return Err(PyValueError::new_err(format!("{key} must be a non-negative number of seconds")));
+    }
+    Ok(Duration::from_secs_f64(f))
+}
+
+fn parse_options(options: &Bound<'_, PyDict>) -> PyResult<(Config, WsgiOptions)> {
+    let mut c = Config::default();
+    let mut w = WsgiOptions {
+        threads: 1,
+        access_log: false,
+        multiprocess: false,
+        url_scheme: "http".into(),
+        worker_timeout: None,
+        server_header: Some(b"velocior".to_vec()),
+    };
+    for (k, v) in options.iter() {
+        let key: String = k.extract()?;
+        match key.as_str() {
+            "threads" => {
+                let n: usize = v.extract()?;
+                if n == 0 {
+                    return Err(PyValueError::new_err("threads must be at least 1"));
+                }
+                w.threads = n;
+            }
+            "keepalive_timeout" => c.keepalive_timeout = secs(&v, &key)?,
+            "header_timeout" => c.header_timeout = secs(&v, &key)?,
+            "body_timeout" => c.body_timeout = secs(&v, &key)?,
+            "write_timeout" => c.write_timeout = secs(&v, &key)?,
+            "graceful_timeout" => c.graceful_timeout = secs(&v, &key)?,
+            "max_connections" => {
+                c.max_connections = v.extract::<usize>()?.max(1);
+            }
+            "max_requests" => c.max_requests = v.extract()?,
+            "worker_timeout" => {
+                let d = secs(&v, &key)?;
+                w.worker_timeout = (!d.is_zero()).then_some(d);
+            }
+            "uwsgi_allow_from" => {
+                let list = v.downcast::<PyList>()?;
+                let mut nets = Vec::new();
+                for item in list.iter() {
+                    let s: String = item.extract()?;
+                    nets.push(Cidr::parse(&s).map_err(PyValueError::new_err)?);
+                }
+                c.uwsgi_allow_from = nets;
+            }
+            "access_log" => w.access_log = v.extract()?,
+            "server_header" => {
+                let s: Option<String> = v.extract()?;
+                if let Some(s) = &s {
+                    if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                        return Err(PyValueError::new_err("server_header must not contain control characters"));
+                    }
+                }
+                w.server_header = s.map(|s| s.into_bytes());
+                c.server_header = w.server_header.clone();
+            }
+            "multiprocess" => w.multiprocess = v.extract()?,
+            "url_scheme" => w.url_scheme = v.extract()?,
+            "max_body_in_memory" => c.max_body_in_memory = v.extract()?,
+            "native_response" => c.native_response = v.extract()?,
+            "max_head_bytes" => c.limits.max_head_bytes = v.extract()?,
+            "max_headers" => c.limits.max_headers = v.extract()?,
+            "max_target_bytes" => c.limits.max_target_bytes = v.extract()?,
+            "max_uwsgi_vars_bytes" => {
+                let n: usize = v.extract()?;
+                c.limits.max_uwsgi_vars_bytes = n.min(65535);
+            }
+            other => return Err(PyValueError::new_err(format!("unknown server option {other:?}"))),
+        }
+    }
+    Ok((c, w))
+}
+
+#[pymethods]
+impl Server {
+    #[new]
+    #[pyo3(signature = (app, listeners, options=None))]
+    fn new(py: Python<'_>, app: Py<PyAny>, listeners: Vec<(i32, String, String)>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+        let (config, wsgi) = match options {
+            Some(o) => parse_options(o)?,
+            None => parse_options(&PyDict::new(py))?,
+        };
+        let mut specs = Vec::new();
+        for (fd, proto, display) in listeners {
+            let protocol = match proto.as_str() {
+                "http" => Protocol::Http,
+                "uwsgi" => Protocol::Uwsgi,
+                other => return Err(PyValueError::new_err(format!("unknown listener protocol {other:?}"))),
+            };
+            specs.push(ListenerSpec { fd, protocol, display });
+        }
+        if specs.is_empty() {
+            return Err(PyValueError::new_err("at least one listener is needed"));
+        }
+        Ok(Server { app, listeners: specs, config, wsgi: Mutex::new(Some(wsgi)), control: Arc::new(Control::default()) })
+    }
+
+    /// Serve until stopped; returns "stopped", "quick" or "max-requests".
+    #[pyo3(signature = (wakeup_fd=-1))]
+    fn run(&self, py: Python<'_>, wakeup_fd: i32) -> PyResult<&'static str> {
+        let opts = self
+            .wsgi
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .ok_or_else(|| PyRuntimeError::new_err("run() can be called only once"))?;
+        let signal_error = Arc::new(Mutex::new(None));
+        let service = WsgiService::new(py, self.app.clone_ref(py), &opts, signal_error.clone())?;
+        let config = self.config.clone();
+        let listeners = self.listeners.clone();
+        let control = self.control.clone();
+        let wakeup = (wakeup_fd >= 0).then_some(wakeup_fd);
+        let r = py.allow_threads(move || server::run(service, config, listeners, control, wakeup));
+        if let Some(e) = signal_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            return Err(e);
+        }
+        match r {
+            Ok(reason) => Ok(reason.as_str()),
+            Err(e) => Err(PyOSError::new_err(format!("server failed: {e}"))),
+        }
+    }
+
+    /// Ask the server to stop: gracefully (finish in-flight requests) or at once.
+    #[pyo3(signature = (graceful=true))]
+    fn stop(&self, graceful: bool) {
+        self.control.stop(graceful);
+    }
+
+    #[getter]
+    fn requests_served(&self) -> u64 {
+        self.control.requests_served()
+    }
+}
+
+#[pymodule]
+fn _velocior(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Server>()?;
+    m.add_class::<wsgi::file_wrapper::FileWrapper>()?;
+    m.add_class::<wsgi::input::Input>()?;
+    m.add_class::<wsgi::start_response::StartResponse>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,498 @@
+//! One connection's state machine. This is the only place that decides what happens on a
+//! connection, for both protocols.
+//!
+//! Theory of operation (HTTP): the task owns a read buffer `buf` whose unparsed part is
+//! `buf[pos..]`, and a write buffer `wbuf`. It parses as many complete request heads as the buffer
+//! holds, answering each in turn into `wbuf`; it writes `wbuf` only when it must wait for more
+//! input (so pipelined responses leave in one write), when a response streams, or when `wbuf`
+//! grows large. A request with a body lends the bytes after its head to a [`BodyState`] for the
+//! length of the call (small bodies are read ahead here, asynchronously, large ones are read by
+//! `wsgi.input` on demand) and gets back what follows the body: the next pipelined request.
+//! Waiting for a head is bounded by the header timeout (from accept or from the previous
+//! response) or, while no byte of the next request has arrived, the keep-alive timeout; the wait
+//! also ends when the connection is "kicked" (graceful stop, or shed at the connection cap).
+//!
+//! uwsgi: one packet (vars then exactly CONTENT_LENGTH body bytes), one response, close: nginx
+//! never reuses uwsgi connections.
+
+use std::cell::Cell;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use event_listener::Event;
+use velocior_protocol::http1::{self, BodyKind, Version};
+use velocior_protocol::response::canned_response;
+use velocior_protocol::{uwsgi, Status};
+
+use super::body::{Body, BodyState};
+use super::stream::Stream;
+use super::{count_request, ConnInfo, Dispatch, Piece, Protocol, Request, RequestKind, Responder, Service, Shared, Step, WireProtocol};
+
+/// Flush the write buffer once it holds this much, even mid-batch.
+const WBUF_FLUSH: usize = 64 * 1024;
+/// An unread request body up to this size is drained to keep the connection; a larger one closes it.
+const DRAIN_LIMIT: u64 = 256 * 1024;
+const READ_SIZE: usize = 16 * 1024;
+
+/// Connection phase, as seen by the shedding logic.
+const BUSY: u8 = 0;
+const IDLE: u8 = 1;
+const READING_HEAD: u8 = 2;
+
+pub(crate) struct Kick {
+    phase: Cell<u8>,
+    kicked: Cell<bool>,
+    event: Event,
+}
+
+impl Kick {
+    pub fn idle(&self) -> bool {
+        self.phase.get() == IDLE
+    }
+    pub fn kicked(&self) -> bool {
+        self.kicked.get() || self.phase.get() == BUSY
+    }
+    pub fn kick(&self) {
+        self.kicked.set(true);
+        self.event.notify(usize::MAX);
+    }
+}
+
+/// Keeps the open-connection count and the shedding registry right on every exit path.
+struct ConnGuard<S: Service> {
+    shared: Rc<Shared<S>>,
+    kick: Rc<Kick>,
+    id: u64,
+}
+
+impl<S: Service> Drop for ConnGuard<S> {
+    fn drop(&mut self) {
+        self.shared.waiting.borrow_mut().remove(self.id);
+        let n = self.shared.open.get() - 1;
+        self.shared.open.set(n);
+        if n == 0 {
+            self.shared.all_closed.notify(usize::MAX);
+        }
+    }
+}
+
+enum Wait {
+    Data(usize),
+    Eof,
+    Kicked,
+    TimedOut,
+}
+
+pub(crate) async fn run<S: Service>(stream: Stream, info: ConnInfo, shared: Rc<Shared<S>>) {
+    shared.open.set(shared.open.get() + 1);
+    let kick = Rc::new(Kick { phase: Cell::new(READING_HEAD), kicked: Cell::new(false), event: Event::new() });
+    let id = shared.waiting.borrow_mut().add(kick.clone());
+    let guard = ConnGuard { shared, kick, id };
+    let stream = Arc::new(stream);
+    let mut c = Conn {
+        shared: &guard.shared,
+        kick: &guard.kick,
+        stream,
+        info,
+        buf: Vec::with_capacity(READ_SIZE),
+        pos: 0,
+        wbuf: Vec::with_capacity(READ_SIZE),
+    };
+    let r = match c.info.protocol {
+        Protocol::Http => c.http().await,
+        Protocol::Uwsgi => c.uwsgi().await,
+    };
+    if let Err(e) = r {
+        // Client-side failures (resets, timeouts) are routine; they are logged at debug level by
+        // the service when it matters (a response cut short).
+        let _ = e;
+    }
+    drop(c);
+    drop(guard);
+}
+
+struct Conn<'a, S: Service> {
+    shared: &'a Rc<Shared<S>>,
+    kick: &'a Rc<Kick>,
+    stream: Arc<Stream>,
+    info: ConnInfo,
+    buf: Vec<u8>,
+    pos: usize,
+    wbuf: Vec<u8>,
+}
+
+impl<S: Service> Conn<'_, S> {
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            let r = self.stream.write_all(&self.wbuf, self.shared.config.write_timeout).await;
+            self.wbuf.clear();
+            r?;
+        }
+        Ok(())
+    }
+
+    /// Make room and read more request bytes, waiting until `deadline` at most.
+    async fn wait_input(&mut self, deadline: Instant) -> io::Result<Wait> {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        if self.kick.kicked.get() {
+            return Ok(Wait::Kicked);
+        }
+        // Try first: on a fresh connection or after a pipelined batch the bytes are often there.
+        let len = self.buf.len();
+        if self.buf.capacity() - len < READ_SIZE / 2 {
+            self.buf.reserve(READ_SIZE);
+        }
+        let cap = self.buf.capacity();
+        self.buf.resize(cap, 0);
+        loop {
+            match self.stream.try_read(&mut self.buf[len..]) {
+                Ok(0) => {
+                    self.buf.truncate(len);
+                    return Ok(Wait::Eof);
+                }
+                Ok(n) => {
+                    self.buf.truncate(len + n);
+                    return Ok(Wait::Data(n));
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+            let listener = self.kick.event.listen();
+            if self.kick.kicked.get() {
+                self.buf.truncate(len);
+                return Ok(Wait::Kicked);
+            }
+            let ready = async {
+                self.stream.readable().await.map(|_| None)
+            };
+            let other = async {
+                futures_lite::future::or(
+                    async {
+                        listener.await;
+                        Ok(Some(Wait::Kicked))
+                    },
+                    async {
+                        Timer::at(deadline).await;
+                        Ok(Some(Wait::TimedOut))
+                    },
+                )
+                .await
+            };
+            match futures_lite::future::or(ready, other).await {
+                Ok(None) => continue,
+                Ok(Some(w)) => {
+                    self.buf.truncate(len);
+                    return Ok(w);
+                }
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Answer a protocol error with its canned response and close.
+    async fn reject(&mut self, status: u16, what: &str) -> io::Result<()> {
+        let peer = self.info.peer.map(|p| p.to_string()).unwrap_or_else(|| "unix socket".into());
+        self.shared.service.log_error(&format!("{what} from {peer}: answered {status}, closing"));
+        self.wbuf.extend_from_slice(canned_response(status));
+        self.flush().await?;
+        self.close_gracefully().await;
+        Ok(())
+    }
+
+    /// Shut down our side, then discard what the client still sends for a short while, so the
+    /// kernel does not answer unread bytes with a reset that would destroy our last response.
+    async fn close_gracefully(&mut self) {
+        self.stream.shutdown_write();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let mut sink = [0u8; 4096];
+        let mut budget: usize = 1 << 20;
+        while budget > 0 {
+            let r = futures_lite::future::or(
+                async { self.stream.read(&mut sink, Duration::from_secs(2), "closing").await },
+                async {
+                    Timer::at(deadline).await;
+                    Ok(0)
+                },
+            )
+            .await;
+            match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    }
+
+    async fn http(&mut self) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let mut headers = Vec::with_capacity(32);
+        let mut started = Instant::now();
+        let mut first = true;
+        loop {
+            // 1. A complete request head.
+            let head = loop {
+                if self.pos < self.buf.len() {
+                    match http1::parse_request_head(&self.buf[self.pos..], &cfg.limits, &mut headers) {
+                        Ok(Status::Complete(h)) => break h,
+                        Ok(Status::Partial) => {}
+                        Err(e) => return self.reject(e.kind.status(), &format!("bad request ({e})")).await,
+                    }
+                }
+                self.flush().await?;
+                let idle = self.pos == self.buf.len();
+                if idle && shared.control.state() >= 1 {
+                    return Ok(());
+                }
+                self.kick.phase.set(if idle && !first { IDLE } else { READING_HEAD });
+                let limit = if idle && !first { cfg.keepalive_timeout } else { cfg.header_timeout };
+                match self.wait_input(started + limit).await? {
+                    Wait::Data(_) => {}
+                    Wait::Eof | Wait::Kicked => return Ok(()),
+                    Wait::TimedOut => {
+                        if !idle {
+                            return self.reject(408, "request head timed out").await;
+                        }
+                        return Ok(());
+                    }
+                }
+            };
+            self.kick.phase.set(BUSY);
+            let head_start = self.pos;
+            let head_end = head_start + head.head_len;
+            let hbuf = &self.buf[head_start..head_end];
+            let framing = match http1::request_framing(&head, hbuf, &headers)
+                .and_then(|f| http1::check_host(&head, hbuf, &headers).map(|_| f))
+            {
+                Ok(f) => f,
+                Err(e) => return self.reject(e.kind.status(), &format!("bad request ({e})")).await,
+            };
+            let mut keep_alive = framing.keep_alive && shared.control.state() == 0;
+            let wire = if head.version == Version::Http11 { WireProtocol::Http11 } else { WireProtocol::Http10 };
+
+            // 2. The body: lend it the bytes after the head.
+            let body = match framing.body {
+                BodyKind::None | BodyKind::Length(0) => None,
+                kind => {
+                    let rest = self.buf[head_end..].to_vec();
+                    self.buf.truncate(head_end);
+                    let mut st = match kind {
+                        BodyKind::Length(n) => BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout),
+                        _ => BodyState::chunked(self.stream.clone(), rest, 0, &cfg.limits, cfg.body_timeout),
+                    };
+                    if framing.expect_continue && !st.fully_buffered() {
+                        st.set_continue_pending(true);
+                    } else if let Err(e) = st.preload(cfg.max_body_in_memory).await {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            return self.reject(400, &format!("bad request body ({e})")).await;
+                        }
+                        return Err(e);
+                    }
+                    Some(Body::new(st))
+                }
+            };
+
+            // 3. The response.
+            let hbuf = &self.buf[head_start..head_end];
+            let req = Request {
+                buf: hbuf,
+                kind: RequestKind::Http { head: &head, headers: &headers },
+                conn: &self.info,
+                keep_alive,
+            };
+            let ok = if cfg.native_response {
+                native_response(&shared, &req, wire, &mut self.wbuf);
+                true
+            } else {
+                let d = shared.service.dispatch(&req, wire, body.clone(), &mut self.wbuf);
+                match self.drive(d).await {
+                    Some(ka) => {
+                        keep_alive &= ka;
+                        true
+                    }
+                    None => false,
+                }
+            };
+            count_request(&shared);
+            if !ok {
+                return Ok(());
+            }
+
+            // 4. Take the buffer back; what follows the body is the next request.
+            match body {
+                None => self.pos = head_end,
+                Some(b) => {
+                    let mut st = b.reclaim();
+                    if !st.finished() {
+                        let small = st.remaining_hint().is_some_and(|n| n <= DRAIN_LIMIT);
+                        if !keep_alive || !small || !st.drain(DRAIN_LIMIT).await.unwrap_or(false) {
+                            keep_alive = false;
+                        }
+                    }
+                    let (rest, rpos) = st.into_leftover();
+                    // The head stays where it was: drop it and continue with the leftover.
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&rest[rpos..]);
+                    self.pos = 0;
+                }
+            }
+            if !keep_alive {
+                self.flush().await?;
+                self.close_gracefully().await;
+                return Ok(());
+            }
+            if self.wbuf.len() >= WBUF_FLUSH {
+                self.flush().await?;
+            }
+            started = Instant::now();
+            first = false;
+        }
+    }
+
+    async fn uwsgi(&mut self) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let cfg = &shared.config;
+        let started = Instant::now();
+        let mut vars = Vec::with_capacity(32);
+        let head = loop {
+            if !self.buf.is_empty() {
+                match uwsgi::parse(&self.buf, &cfg.limits, &mut vars) {
+                    Ok(Status::Complete(h)) => break h,
+                    Ok(Status::Partial) => {}
+                    Err(e) => return self.reject(e.kind.status(), &format!("malformed uwsgi packet ({e})")).await,
+                }
+            }
+            match self.wait_input(started + cfg.header_timeout).await? {
+                Wait::Data(_) => {}
+                Wait::Eof | Wait::Kicked => return Ok(()),
+                Wait::TimedOut => {
+                    shared.service.log_error("uwsgi packet not received in time: closing");
+                    return Ok(());
+                }
+            }
+        };
+        self.kick.phase.set(BUSY);
+        let head_end = head.head_len;
+        let body = if head.content_length > 0 {
+            let rest = self.buf[head_end..].to_vec();
+            self.buf.truncate(head_end);
+            let mut st = BodyState::length(self.stream.clone(), rest, 0, head.content_length, cfg.body_timeout);
+            st.preload(cfg.max_body_in_memory).await?;
+            Some(Body::new(st))
+        } else {
+            None
+        };
+        let req = Request {
+            buf: &self.buf[..head_end],
+            kind: RequestKind::Uwsgi { vars: &vars },
+            conn: &self.info,
+            keep_alive: false,
+        };
+        let ok = if cfg.native_response {
+            native_response(&shared, &req, WireProtocol::Uwsgi, &mut self.wbuf);
+            true
+        } else {
+            let d = shared.service.dispatch(&req, WireProtocol::Uwsgi, body, &mut self.wbuf);
+            self.drive(d).await.is_some()
+        };
+        count_request(&shared);
+        if ok {
+            self.flush().await?;
+            self.stream.shutdown_write();
+        }
+        Ok(())
+    }
+
+    /// Write out a response. Some(keep_alive) when it completed, None when the connection failed.
+    async fn drive<R: Responder>(&mut self, d: Dispatch<R>) -> Option<bool> {
+        let wt = self.shared.config.write_timeout;
+        match d {
+            Dispatch::Inline(mut r) => loop {
+                match r.next(&mut self.wbuf) {
+                    Step::Done { keep_alive } => return Some(keep_alive),
+                    Step::Data => {
+                        if self.flush().await.is_err() {
+                            r.abort();
+                            return None;
+                        }
+                    }
+                    Step::File { file, offset, len } => {
+                        let sent = match self.flush().await {
+                            Ok(()) => self.stream.sendfile(&file, offset, len, wt).await,
+                            Err(e) => Err(e),
+                        };
+                        if !matches!(sent, Ok(n) if n == len) {
+                            r.abort();
+                            return None;
+                        }
+                    }
+                    Step::Abort => {
+                        let _ = self.flush().await;
+                        return None;
+                    }
+                }
+            },
+            Dispatch::Remote(rx) => loop {
+                let piece = rx.recv().await;
+                let failed = match piece {
+                    Ok(Piece::Done { keep_alive }) => return Some(keep_alive),
+                    Ok(Piece::Data(v)) => {
+                        let r = if self.wbuf.is_empty() {
+                            self.stream.write_all(&v, wt).await
+                        } else {
+                            let r = self.stream.write_all2(&self.wbuf, &v, wt).await;
+                            self.wbuf.clear();
+                            r
+                        };
+                        r.is_err()
+                    }
+                    Ok(Piece::File { file, offset, len }) => match self.flush().await {
+                        Ok(()) => !matches!(self.stream.sendfile(&file, offset, len, wt).await, Ok(n) if n == len),
+                        Err(_) => true,
+                    },
+                    Ok(Piece::Abort) | Err(_) => {
+                        let _ = self.flush().await;
+                        return None;
+                    }
+                };
+                if failed {
+                    // Dropping the receiver tells the producing thread to stop and close().
+                    return None;
+                }
+            },
+        }
+    }
+}
+
+/// The benchmark floor: a fixed answer, no Python.
+fn native_response<S: Service>(shared: &Shared<S>, req: &Request<'_>, wire: WireProtocol, out: &mut Vec<u8>) {
+    let head_only = req.is_head();
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: ");
+    out.extend_from_slice(&shared.date.get());
+    if let Some(s) = &shared.config.server_header {
+        out.extend_from_slice(b"\r\nServer: ");
+        out.extend_from_slice(s);
+    }
+    match (wire, req.keep_alive) {
+        (WireProtocol::Http10, true) => out.extend_from_slice(b"\r\nConnection: keep-alive"),
+        (WireProtocol::Uwsgi, _) => {}
+        (_, false) => out.extend_from_slice(b"\r\nConnection: close"),
+        _ => {}
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    if !head_only {
+        out.extend_from_slice(b"Hello, World!");
+    }
+}

@@ -1,0 +1,158 @@
+//! Listening sockets handed over by Python (already bound and listening), and the accept loops.
+
+use std::net::{IpAddr, TcpListener};
+use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
+use std::rc::Rc;
+
+use async_io::Async;
+
+use super::conn;
+use super::stream::Stream;
+use super::{ConnInfo, Service, Shared};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http,
+    Uwsgi,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Uwsgi => "uwsgi",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ListenerSpec {
+    pub fd: RawFd,
+    pub protocol: Protocol,
+    pub display: String,
+}
+
+/// An IPv4 or IPv6 network in CIDR notation (a bare address means a single host).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, p) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().map_err(|_| format!("invalid address in {s:?}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match p {
+            Some(p) => p.trim().parse::<u8>().map_err(|_| format!("invalid prefix in {s:?}"))?,
+            None => max,
+        };
+        if prefix > max {
+            return Err(format!("prefix too long in {s:?}"));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                (u32::from(net) & mask) == (u32::from(ip) & mask)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                (u128::from(net) & mask) == (u128::from(ip) & mask)
+            }
+            _ => false,
+        }
+    }
+}
+
+pub(crate) enum Kind {
+    Tcp(Async<TcpListener>),
+    Unix(Async<UnixListener>),
+}
+
+pub(crate) struct Listener {
+    pub kind: Kind,
+    pub protocol: Protocol,
+    pub display: String,
+}
+
+impl Listener {
+    pub fn from_spec(spec: ListenerSpec) -> std::io::Result<Listener> {
+        // Our own descriptor: the caller keeps and closes theirs.
+        let owned: OwnedFd = unsafe { BorrowedFd::borrow_raw(spec.fd) }.try_clone_to_owned()?;
+        let sock = socket2::Socket::from(owned);
+        let domain = sock.local_addr()?.domain();
+        let raw = sock.into_raw_fd();
+        let kind = if domain == socket2::Domain::UNIX {
+            Kind::Unix(Async::new(unsafe { UnixListener::from_raw_fd(raw) })?)
+        } else {
+            Kind::Tcp(Async::new(unsafe { TcpListener::from_raw_fd(raw) })?)
+        };
+        Ok(Listener { kind, protocol: spec.protocol, display: spec.display })
+    }
+}
+
+pub(crate) async fn accept_loop<S: Service>(
+    l: Listener,
+    shared: Rc<Shared<S>>,
+    ex: Rc<async_executor::LocalExecutor<'static>>,
+) {
+    loop {
+        let accepted = match &l.kind {
+            Kind::Tcp(t) => t.accept().await.and_then(|(s, peer)| {
+                let _ = s.get_ref().set_nodelay(true);
+                let local = s.get_ref().local_addr().ok();
+                Ok((Stream::Tcp(s), Some(peer), local))
+            }),
+            Kind::Unix(u) => u.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
+        };
+        let (stream, peer, local) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: log, back off a little, keep serving what we have.
+                shared.service.log_error(&format!("accept on {} failed: {e}", l.display));
+                async_io::Timer::after(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        if l.protocol == Protocol::Uwsgi {
+            if let Some(peer) = peer {
+                if !shared.config.uwsgi_allow_from.iter().any(|c| c.contains(peer.ip())) {
+                    shared.service.log_error(&format!(
+                        "refused uwsgi connection from {} on {}: not in --uwsgi-allow-from",
+                        peer.ip(),
+                        l.display
+                    ));
+                    continue;
+                }
+            }
+        }
+        if shared.open.get() >= shared.config.max_connections
+            && !shared.waiting.borrow_mut().shed_one()
+        {
+            shared.service.log_error(&format!(
+                "connection limit ({}) reached: refusing a connection on {}",
+                shared.config.max_connections, l.display
+            ));
+            if l.protocol == Protocol::Http {
+                let _ = stream.try_write(velocior_protocol::response::canned_response(503));
+            }
+            continue;
+        }
+        let info = ConnInfo { protocol: l.protocol, peer, local };
+        ex.spawn(conn::run(stream, info, shared.clone())).detach();
+    }
+}

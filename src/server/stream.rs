@@ -1,0 +1,203 @@
+//! A connected socket (TCP or unix) with the few operations the connection code needs: reads and
+//! writes that try the syscall first and only wait for readiness when it would block, every wait
+//! bounded by a timeout, vectored writes, and sendfile(2).
+
+use std::fs::File;
+use std::future::Future;
+use std::io::{self, IoSlice, Read, Write};
+use std::net::TcpStream;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use async_io::{Async, Timer};
+
+pub enum Stream {
+    Tcp(Async<TcpStream>),
+    Unix(Async<UnixStream>),
+}
+
+pub fn timed_out(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("{what} timed out"))
+}
+
+/// `fut`, or a TimedOut error after `d`.
+pub async fn timeout<T>(
+    d: Duration,
+    what: &str,
+    fut: impl Future<Output = io::Result<T>>,
+) -> io::Result<T> {
+    futures_lite::future::or(fut, async {
+        Timer::after(d).await;
+        Err(timed_out(what))
+    })
+    .await
+}
+
+impl Stream {
+    pub fn fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+
+    /// One non-blocking read attempt.
+    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s.get_ref()).read(buf),
+            Stream::Unix(s) => (&*s.get_ref()).read(buf),
+        }
+    }
+
+    /// One non-blocking write attempt.
+    pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s.get_ref()).write(buf),
+            Stream::Unix(s) => (&*s.get_ref()).write(buf),
+        }
+    }
+
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s.get_ref()).write_vectored(bufs),
+            Stream::Unix(s) => (&*s.get_ref()).write_vectored(bufs),
+        }
+    }
+
+    pub async fn readable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.readable().await,
+            Stream::Unix(s) => s.readable().await,
+        }
+    }
+
+    pub async fn writable(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.writable().await,
+            Stream::Unix(s) => s.writable().await,
+        }
+    }
+
+    /// Read some bytes, waiting at most `d` for them. Ok(0) is EOF.
+    pub async fn read(&self, buf: &mut [u8], d: Duration, what: &str) -> io::Result<usize> {
+        loop {
+            match self.try_read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    timeout(d, what, self.readable()).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
+    }
+
+    /// Read into the spare capacity of `buf` (growing it by at least `min_free`).
+    pub async fn read_buf(
+        &self,
+        buf: &mut Vec<u8>,
+        min_free: usize,
+        d: Duration,
+        what: &str,
+    ) -> io::Result<usize> {
+        let len = buf.len();
+        if buf.capacity() - len < min_free {
+            buf.reserve(min_free);
+        }
+        let cap = buf.capacity();
+        buf.resize(cap, 0);
+        let r = self.read(&mut buf[len..], d, what).await;
+        let n = *r.as_ref().unwrap_or(&0);
+        buf.truncate(len + n);
+        r
+    }
+
+    /// Blocking read for `wsgi.input` (called without the GIL, from the app's thread).
+    pub fn read_blocking(&self, buf: &mut [u8], d: Duration) -> io::Result<usize> {
+        match self.try_read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                async_io::block_on(self.read(buf, d, "reading the request body"))
+            }
+            r => r,
+        }
+    }
+
+    /// Write all of `buf`; each wait for the socket to drain is bounded by `d`.
+    pub async fn write_all(&self, mut buf: &[u8], d: Duration) -> io::Result<()> {
+        while !buf.is_empty() {
+            match self.try_write(buf) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => buf = &buf[n..],
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    timeout(d, "writing the response", self.writable()).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Write two buffers as one vectored write where possible (head + body, no copy).
+    pub async fn write_all2(&self, a: &[u8], b: &[u8], d: Duration) -> io::Result<()> {
+        let mut off = 0usize;
+        let total = a.len() + b.len();
+        while off < total {
+            let r = if off < a.len() {
+                self.try_write_vectored(&[IoSlice::new(&a[off..]), IoSlice::new(b)])
+            } else {
+                self.try_write(&b[off - a.len()..])
+            };
+            match r {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => off += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    timeout(d, "writing the response", self.writable()).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Blocking write (the 100-continue interim response, sent from the app's thread).
+    pub fn write_all_blocking(&self, buf: &[u8], d: Duration) -> io::Result<()> {
+        async_io::block_on(self.write_all(buf, d))
+    }
+
+    /// sendfile(2) `len` bytes of `file` from `offset`. Returns the bytes sent (less only on EOF).
+    pub async fn sendfile(&self, file: &File, offset: u64, len: u64, d: Duration) -> io::Result<u64> {
+        let mut off = offset as libc::off_t;
+        let mut left = len;
+        while left > 0 {
+            let chunk = left.min(1 << 30) as usize;
+            // SAFETY: both descriptors are open for the duration of the call; `off` is a valid
+            // pointer to a local.
+            let n = unsafe { libc::sendfile(self.fd(), file.as_raw_fd(), &mut off, chunk) };
+            if n < 0 {
+                let e = io::Error::last_os_error();
+                match e.kind() {
+                    io::ErrorKind::WouldBlock => {
+                        timeout(d, "writing the response", self.writable()).await?;
+                        continue;
+                    }
+                    io::ErrorKind::Interrupted => continue,
+                    _ => return Err(e),
+                }
+            }
+            if n == 0 {
+                break; // the file is shorter than announced
+            }
+            left -= n as u64;
+        }
+        Ok(len - left)
+    }
+
+    pub fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.get_ref().shutdown(std::net::Shutdown::Write),
+            Stream::Unix(s) => s.get_ref().shutdown(std::net::Shutdown::Write),
+        };
+    }
+}

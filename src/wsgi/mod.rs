@@ -1,0 +1,270 @@
+//! The WSGI adapter: the only code that touches Python at request time.
+//!
+//! `WsgiService` implements the server's `Service`: for each request it builds the environ from a
+//! per-worker template, then either calls the app right here on the loop thread (the default: no
+//! hand-off, one GIL acquisition for a whole list response) or hands the call to the thread pool.
+
+mod access;
+pub mod environ;
+pub mod file_wrapper;
+pub mod input;
+mod pool;
+mod response;
+pub mod start_response;
+mod watchdog;
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use velocior_protocol::http1::Version;
+
+use crate::server::{self, Body, Dispatch, Piece, Request, RequestKind, Responder, Service, Step, WireProtocol};
+pub use access::AccessInfo;
+use environ::EnvBuilder;
+use input::Input;
+use response::{Call, WsgiResponder};
+use watchdog::{Slot, Watchdog};
+
+/// What every request shares (movable to pool threads).
+pub struct Common {
+    error_logger: Py<PyAny>,
+    access_logger: Py<PyAny>,
+    pub server_header: Option<Vec<u8>>,
+}
+
+impl Common {
+    pub fn log_error(&self, py: Python<'_>, msg: &str) {
+        let _ = self.error_logger.bind(py).call_method1(pyo3::intern!(py, "error"), (msg,));
+    }
+
+    pub fn log_error_gil_held(&self, msg: &str) {
+        Python::with_gil(|py| self.log_error(py, msg));
+    }
+
+    pub fn log_info(&self, py: Python<'_>, msg: &str) {
+        let _ = self.error_logger.bind(py).call_method1(pyo3::intern!(py, "info"), (msg,));
+    }
+
+    /// An error line with the exception's traceback (never sent to the client).
+    pub fn log_exception(&self, py: Python<'_>, msg: &str, err: PyErr) {
+        let kwargs = PyDict::new(py);
+        let _ = kwargs.set_item("exc_info", err.value(py));
+        let r = self.error_logger.bind(py).call_method(pyo3::intern!(py, "error"), (msg,), Some(&kwargs));
+        if r.is_err() {
+            err.print(py);
+        }
+    }
+
+    pub fn log_access(&self, py: Python<'_>, info: &AccessInfo, status: u16, bytes: u64) {
+        let line = info.line(status, bytes);
+        let _ = self.access_logger.bind(py).call_method1(pyo3::intern!(py, "info"), (line,));
+    }
+}
+
+/// Per-worker options the adapter needs (the rest is the server's `Config`).
+pub struct WsgiOptions {
+    pub threads: usize,
+    pub access_log: bool,
+    pub multiprocess: bool,
+    pub url_scheme: String,
+    pub worker_timeout: Option<Duration>,
+    pub server_header: Option<Vec<u8>>,
+}
+
+pub struct WsgiService {
+    app: Py<PyAny>,
+    common: Arc<Common>,
+    env: EnvBuilder,
+    access_log: bool,
+    pool: Option<pool::Pool>,
+    watchdog: Option<Arc<Watchdog>>,
+    loop_slot: Option<Arc<Slot>>,
+    date: RefCell<([u8; 29], u64)>,
+    signal_error: Arc<Mutex<Option<PyErr>>>,
+}
+
+thread_local! {
+    static THREAD_SLOT: RefCell<Option<Arc<Slot>>> = const { RefCell::new(None) };
+}
+
+impl WsgiService {
+    pub fn new(py: Python<'_>, app: Py<PyAny>, opts: &WsgiOptions, signal_error: Arc<Mutex<Option<PyErr>>>) -> PyResult<Self> {
+        let logging = py.import("logging")?;
+        let error_logger = logging.call_method1("getLogger", ("velocior.error",))?.unbind();
+        let access_logger = logging.call_method1("getLogger", ("velocior.access",))?.unbind();
+        let template = PyDict::new(py);
+        template.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        template.set_item("wsgi.url_scheme", opts.url_scheme.as_str())?;
+        template.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
+        template.set_item("wsgi.multithread", opts.threads > 1)?;
+        template.set_item("wsgi.multiprocess", opts.multiprocess)?;
+        template.set_item("wsgi.run_once", false)?;
+        template.set_item("wsgi.input_terminated", true)?;
+        template.set_item("wsgi.file_wrapper", py.get_type::<file_wrapper::FileWrapper>())?;
+        template.set_item("SCRIPT_NAME", "")?;
+        template.set_item("SERVER_SOFTWARE", concat!("velocior/", env!("CARGO_PKG_VERSION")))?;
+        let empty = Py::new(py, Input::new(None))?;
+        let watchdog = opts.worker_timeout.map(Watchdog::start);
+        let loop_slot = watchdog.as_ref().map(|w| w.slot());
+        Ok(WsgiService {
+            app,
+            common: Arc::new(Common { error_logger, access_logger, server_header: opts.server_header.clone() }),
+            env: EnvBuilder::new(template.unbind(), empty),
+            access_log: opts.access_log,
+            pool: (opts.threads > 1).then(|| pool::Pool::new(opts.threads)),
+            watchdog,
+            loop_slot,
+            date: RefCell::new((server::date::format_now(), 0)),
+            signal_error,
+        })
+    }
+
+    fn access_info(&self, req: &Request<'_>) -> AccessInfo {
+        let buf = req.buf;
+        let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        let remote = req.conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        match &req.kind {
+            RequestKind::Http { head, headers } => {
+                let find = |name: &[u8]| {
+                    headers.iter().find(|h| h.name.get(buf).eq_ignore_ascii_case(name)).map(|h| s(h.value.get(buf))).unwrap_or_default()
+                };
+                AccessInfo {
+                    remote,
+                    method: s(head.method.get(buf)),
+                    target: s(head.target.get(buf)),
+                    protocol: match head.version {
+                        Version::Http11 => "HTTP/1.1".into(),
+                        Version::Http10 => "HTTP/1.0".into(),
+                    },
+                    referer: find(b"referer"),
+                    user_agent: find(b"user-agent"),
+                }
+            }
+            RequestKind::Uwsgi { vars } => {
+                let find = |name: &[u8]| vars.iter().find(|v| v.key.get(buf) == name).map(|v| s(v.value.get(buf))).unwrap_or_default();
+                let addr = find(b"REMOTE_ADDR");
+                AccessInfo {
+                    remote: if addr.is_empty() { remote } else { addr },
+                    method: find(b"REQUEST_METHOD"),
+                    target: find(b"REQUEST_URI"),
+                    protocol: find(b"SERVER_PROTOCOL"),
+                    referer: find(b"HTTP_REFERER"),
+                    user_agent: find(b"HTTP_USER_AGENT"),
+                }
+            }
+        }
+    }
+}
+
+/// Responses from a pool thread arrive as owned pieces through a bounded channel.
+fn run_remote(call: Call, app: Py<PyAny>, tx: async_channel::Sender<Piece>) {
+    let mut out = Vec::new();
+    let mut r: WsgiResponder = Python::with_gil(|py| call.run(py, app.bind(py), &mut out));
+    loop {
+        let step = r.next(&mut out);
+        let flush = |out: &mut Vec<u8>| -> bool { out.is_empty() || tx.send_blocking(Piece::Data(std::mem::take(out))).is_ok() };
+        let ok = match step {
+            Step::Data => flush(&mut out),
+            Step::File { file, offset, len } => flush(&mut out) && tx.send_blocking(Piece::File { file, offset, len }).is_ok(),
+            Step::Done { keep_alive } => {
+                let _ = flush(&mut out) && tx.send_blocking(Piece::Done { keep_alive }).is_ok();
+                return;
+            }
+            Step::Abort => {
+                let _ = flush(&mut out) && tx.send_blocking(Piece::Abort).is_ok();
+                return;
+            }
+        };
+        if !ok {
+            // The connection is gone: close() the app's iterable.
+            r.abort();
+            return;
+        }
+    }
+}
+
+impl Service for WsgiService {
+    type Responder = WsgiResponder;
+
+    fn dispatch(&self, req: &Request<'_>, wire: WireProtocol, body: Option<Body>, out: &mut Vec<u8>) -> Dispatch<WsgiResponder> {
+        Python::with_gil(|py| {
+            let info = (self.access_log || self.watchdog.is_some()).then(|| self.access_info(req));
+            let label = self.watchdog.as_ref().and(info.as_ref()).map(|i| format!("{} {}", i.method, i.target));
+            let environ = match self.env.build(py, req, body) {
+                Ok(e) => e.unbind(),
+                Err(e) => {
+                    self.common.log_exception(py, "could not build the WSGI environ", e);
+                    out.extend_from_slice(velocior_protocol::response::canned_response(500));
+                    return Dispatch::Inline(WsgiResponder::done(false));
+                }
+            };
+            let call = Call {
+                common: self.common.clone(),
+                environ,
+                wire,
+                is_head: req.is_head(),
+                keep_alive: req.keep_alive,
+                date: self.date(),
+                access: if self.access_log { info } else { None },
+                label,
+                slot: None,
+            };
+            match &self.pool {
+                None => {
+                    let call = Call { slot: self.loop_slot.clone(), ..call };
+                    if let (Some(s), Some(l)) = (&call.slot, &call.label) {
+                        s.set_label(l.clone());
+                    }
+                    Dispatch::Inline(call.run(py, self.app.bind(py), out))
+                }
+                Some(pool) => {
+                    let (tx, rx) = async_channel::bounded(4);
+                    let app = self.app.clone_ref(py);
+                    let watchdog = self.watchdog.clone();
+                    pool.submit(Box::new(move || {
+                        let slot = watchdog.map(|w| THREAD_SLOT.with(|s| s.borrow_mut().get_or_insert_with(|| w.slot()).clone()));
+                        if let (Some(s), Some(l)) = (&slot, &call.label) {
+                            s.set_label(l.clone());
+                        }
+                        run_remote(Call { slot, ..call }, app, tx);
+                    }));
+                    Dispatch::Remote(rx)
+                }
+            }
+        })
+    }
+
+    fn log_error(&self, msg: &str) {
+        Python::with_gil(|py| self.common.log_error(py, msg));
+    }
+
+    fn log_info(&self, msg: &str) {
+        Python::with_gil(|py| self.common.log_info(py, msg));
+    }
+
+    fn check_signals(&self) -> Result<(), ()> {
+        Python::with_gil(|py| match py.check_signals() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                *self.signal_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                Err(())
+            }
+        })
+    }
+}
+
+impl WsgiService {
+    /// The Date value, re-formatted at most once a second.
+    fn date(&self) -> [u8; 29] {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let mut d = self.date.borrow_mut();
+        if d.1 != now {
+            *d = (server::date::format_http_date(now), now);
+        }
+        d.0
+    }
+}
+
