@@ -47,7 +47,8 @@ def load_cases() -> dict[str, dict]:  # type: ignore[type-arg]
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[ServerProcess]:
     assert (CONFORMANCE / "run.py").is_file(), f"conformance runner missing under {CONFORMANCE}"
-    env = {"PYTHONPATH": os.pathsep.join([str(CONFORMANCE), str(TESTS)])}
+    env = {"PYTHONPATH": os.pathsep.join(
+        [str(CONFORMANCE), str(TESTS), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
     from helpers import LIVE_SERVERS
     srv = ServerProcess("echo_app:app", "--chdir", str(CONFORMANCE), env=env)
     LIVE_SERVERS.append(srv)

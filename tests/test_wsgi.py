@@ -284,7 +284,7 @@ def test_app_exception_after_response_started(lab: ServerProcess, mode: str) -> 
 
 BAD_APPS = [
     # mode, words one of which the log line must contain
-    ("nonbytes", ("bytes", "str")),
+    ("nonbytes", ("byte", "str")),
     ("status-noreason", ("status",)),
     ("status-word", ("status",)),
     ("status-crlf", ("status",)),
@@ -292,7 +292,7 @@ BAD_APPS = [
     ("nostart", ("start_response",)),
     ("header-int", ("header",)),
     ("header-notuple", ("header",)),
-    ("write-str", ("bytes", "str")),
+    ("write-str", ("byte", "str")),
     ("not-iterable", ("iter",)),
 ]
 
@@ -325,7 +325,7 @@ def test_nonbytes_after_first_chunk_truncates(lab: ServerProcess) -> None:
         c.send(request("GET", "/bad?mode=nonbytes-gen"))
         r = c.read_response(allow_truncated=True)
         assert r.status == 200 and r.body == b"fine;" and not r.complete
-    wait_log_any(lab, mark, ("bytes", "int"))
+    wait_log_any(lab, mark, ("byte", "int"))
 
 
 # --- header validation ---------------------------------------------------------------------
