@@ -22,7 +22,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed:
         for srv in helpers.LIVE_SERVERS:
             report.sections.append(
-                (f"velocior log ({' '.join(srv.argv[3:])})", srv.log()[-4000:]))
+                (f"velocior log ({' '.join(srv.argv[3:])})", helpers.read_log(srv)[-4000:]))
 
 
 @pytest.fixture(scope="module")

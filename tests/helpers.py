@@ -341,7 +341,7 @@ def start_server(app: str, *args: str, uwsgi: bool = False, uwsgi_unix: bool = F
             wait_for_unix(upath, proc=srv.proc)
     except Exception:
         srv.stop()
-        raise RuntimeError(f"uwsgi listener did not come up: {srv.log()}") from None
+        raise RuntimeError(f"uwsgi listener did not come up: {read_log(srv)}") from None
     srv.uwsgi_port = uport  # type: ignore[attr-defined]
     srv.uwsgi_path = upath  # type: ignore[attr-defined]
     LIVE_SERVERS.append(srv)
@@ -368,6 +368,12 @@ def stop_checked(srv: ServerProcess) -> None:
         check_alive(srv)
     finally:
         stop(srv)
+
+
+def read_log(srv: ServerProcess) -> str:
+    """The server's log, also after stop() (ServerProcess.log() needs the file still open)."""
+    with open(srv.log_path, "rb") as f:
+        return f.read().decode("utf-8", "replace")
 
 
 def stop(srv: ServerProcess) -> int:

@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 import uwsgi_client as uw
-from helpers import Closed, stop, wait_log_since
+from helpers import Closed, read_log, stop, wait_log_since
 from support import ServerProcess, free_port, wait_for_tcp
 
 REFUSED, ALLOWED = "10.200.0.1", "10.200.0.2"
@@ -47,7 +47,7 @@ def main() -> int:
                              "rest": c.wait_closed().decode("latin-1")}
     finally:
         stop(srv)
-        out["log"] = srv.log()
+        out["log"] = read_log(srv)
     print(json.dumps(out))
     return 0
 
