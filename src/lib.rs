@@ -18,7 +18,7 @@ use wsgi::{WsgiOptions, WsgiService};
 #[pyclass(module = "velocior._velocior", frozen)]
 struct Server {
     app: Py<PyAny>,
-    listeners: Vec<ListenerSpec>,
+    listeners: Mutex<Vec<ListenerSpec>>,
     config: Config,
     wsgi: Mutex<Option<WsgiOptions>>,
     control: Arc<Control>,
@@ -118,12 +118,13 @@ impl Server {
                 "uwsgi" => Protocol::Uwsgi,
                 other => return Err(PyValueError::new_err(format!("unknown listener protocol {other:?}"))),
             };
+            let fd = server::dup_fd(fd).map_err(|e| PyOSError::new_err(format!("listener {display}: {e}")))?;
             specs.push(ListenerSpec { fd, protocol, display });
         }
         if specs.is_empty() {
             return Err(PyValueError::new_err("at least one listener is needed"));
         }
-        Ok(Server { app, listeners: specs, config, wsgi: Mutex::new(Some(wsgi)), control: Arc::new(Control::default()) })
+        Ok(Server { app, listeners: Mutex::new(specs), config, wsgi: Mutex::new(Some(wsgi)), control: Arc::new(Control::default()) })
     }
 
     /// Serve until stopped; returns "stopped", "quick" or "max-requests".
@@ -138,7 +139,7 @@ impl Server {
         let signal_error = Arc::new(Mutex::new(None));
         let service = WsgiService::new(py, self.app.clone_ref(py), &opts, signal_error.clone())?;
         let config = self.config.clone();
-        let listeners = self.listeners.clone();
+        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
         let control = self.control.clone();
         let wakeup = (wakeup_fd >= 0).then_some(wakeup_fd);
         let r = py.allow_threads(move || server::run(service, config, listeners, control, wakeup));

@@ -2,6 +2,12 @@
 
 use std::net::{IpAddr, TcpListener};
 use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+
+/// Duplicate a descriptor the caller keeps (and may close at once).
+pub fn dup_fd(fd: RawFd) -> std::io::Result<OwnedFd> {
+    // SAFETY: the caller guarantees `fd` is open for the duration of this call.
+    unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
+}
 use std::os::unix::net::UnixListener;
 use std::rc::Rc;
 
@@ -26,9 +32,10 @@ impl Protocol {
     }
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ListenerSpec {
-    pub fd: RawFd,
+    /// Our own descriptor (a dup of the caller's, taken when the Server is created).
+    pub fd: OwnedFd,
     pub protocol: Protocol,
     pub display: String,
 }
@@ -91,9 +98,7 @@ pub(crate) struct Listener {
 
 impl Listener {
     pub fn from_spec(spec: ListenerSpec) -> std::io::Result<Listener> {
-        // Our own descriptor: the caller keeps and closes theirs.
-        let owned: OwnedFd = unsafe { BorrowedFd::borrow_raw(spec.fd) }.try_clone_to_owned()?;
-        let sock = socket2::Socket::from(owned);
+        let sock = socket2::Socket::from(spec.fd);
         let domain = sock.local_addr()?.domain();
         let raw = sock.into_raw_fd();
         let kind = if domain == socket2::Domain::UNIX {

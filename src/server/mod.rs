@@ -28,7 +28,7 @@ use velocior_protocol::uwsgi::UwsgiVar;
 use velocior_protocol::Limits;
 
 pub use body::Body;
-pub use listener::{Cidr, ListenerSpec, Protocol};
+pub use listener::{dup_fd, Cidr, ListenerSpec, Protocol};
 
 /// Everything the loop needs to know; built once per worker.
 #[derive(Clone, Debug)]
