@@ -252,13 +252,15 @@ class Backend:
         return self.proc.pid
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return Path(self.log_path).read_text(errors="replace")
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: no graceful stop, no socket cleanup."""
+        """SIGKILL to the whole process group we started (the server and any workers it forked),
+        as a host crash would: no graceful stop, no socket cleanup."""
         if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
 
     def stop(self, timeout: float = 15.0) -> int:
@@ -319,3 +321,79 @@ def raw_request(host: str, port: int, data: bytes, timeout: float = 30.0) -> byt
                 break
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+class BackendHosts:
+    """`n` backend "hosts" for the scale-out test.
+
+    Preferably network namespaces, each joined to this one by a veth pair with a /30 of its own
+    in 10.199.0.0/16 (those addresses exist only on these veths, so the traffic never leaves the
+    machine). Where namespaces cannot be made (no CAP_NET_ADMIN, no iproute2), loopback
+    addresses 127.0.0.2.. instead; `mode` says which, `note` says why. `cleanup()` deletes every
+    namespace and link made here; call it in a finally.
+    """
+
+    def __init__(self, n: int = 3) -> None:
+        self.n = n
+        self.tag = str(os.getpid())
+        self.namespaces: list[str] = []
+        self.links: list[str] = []
+        # Per host: (address nginx connects to, address Velocior sees nginx coming from).
+        self.hosts: list[tuple[str, str]] = []
+        self.mode = "netns"
+        self.note = ""
+        try:
+            self._make_namespaces()
+        except (OSError, subprocess.CalledProcessError) as exc:
+            detail = getattr(exc, "stderr", "") or str(exc)
+            self.cleanup()
+            self.mode = "loopback"
+            self.note = (f"network namespaces unavailable ({detail.strip()}): falling back to "
+                         f"loopback addresses 127.0.0.2-{n + 1}")
+            self.hosts = [(f"127.0.0.{i + 2}", "127.0.0.1") for i in range(n)]
+
+    def _free_subnet(self) -> int:
+        used = _ip("-o", "-4", "addr", "show").stdout
+        start = int(self.tag) % 250
+        for k in range(250):
+            third = (start + k) % 250
+            if f" 10.199.{third}." not in used:
+                return third
+        raise OSError("no free 10.199.X.0/24 for the test hosts")
+
+    def _make_namespaces(self) -> None:
+        third = self._free_subnet()
+        for i in range(self.n):
+            ns = f"velocior-t{self.tag}-h{i + 1}"
+            outer = f"vt{self.tag}h{i + 1}"[:15]
+            inner = f"vi{self.tag}h{i + 1}"[:15]
+            outer_ip = f"10.199.{third}.{4 * i + 1}"
+            inner_ip = f"10.199.{third}.{4 * i + 2}"
+            _ip("netns", "add", ns)
+            self.namespaces.append(ns)
+            _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+            self.links.append(outer)
+            _ip("link", "set", inner, "netns", ns)
+            _ip("addr", "add", f"{outer_ip}/30", "dev", outer)
+            _ip("link", "set", outer, "up")
+            _ip("-n", ns, "addr", "add", f"{inner_ip}/30", "dev", inner)
+            _ip("-n", ns, "link", "set", inner, "up")
+            _ip("-n", ns, "link", "set", "lo", "up")
+            self.hosts.append((inner_ip, outer_ip))
+
+    def netns(self, i: int) -> str | None:
+        return self.namespaces[i] if self.mode == "netns" else None
+
+    def cleanup(self) -> None:
+        for ns in self.namespaces:
+            # Deleting the namespace destroys the veth end inside it, and with it the pair.
+            _ip("netns", "delete", ns, check=False)
+        for link in self.links:
+            if _ip("link", "show", link, check=False).returncode == 0:
+                _ip("link", "delete", link, check=False)
+        self.namespaces = []
+        self.links = []

@@ -465,3 +465,24 @@ def test_x_accel_redirect_is_served_by_nginx(stack: Stack, route: str) -> None:
     assert r.header("ETag") is not None and r.header("Accept-Ranges") == "bytes"
     # The protected location is internal: a client cannot fetch it directly.
     assert fetch(stack.ports[route], "GET", "/protected/protected.txt").status == 404
+
+
+def test_unix_socket_permissions_between_nginx_and_velocior() -> None:
+    """docs/deployment.md, "Socket permissions": Velocior makes its socket 0660, so nginx's
+    workers (www-data here) get in only through the socket's group."""
+    tmp = make_public_tmpdir("velocior-perm-")
+    sock = os.path.join(tmp, "app.sock")
+    listen = free_ports(1)[0]
+    with Backend("nginx_apps:app", uwsgi=[f"unix:{sock}"], ready=[sock], log_dir=tmp) as backend, \
+            Nginx([("unix", {"LISTEN": listen})],
+                  {"SERVER_NAME": HOST, "SOCKET": sock, "PROTECTED_DIR": tmp},
+                  user="www-data", wait_ports=[listen]) as nginx:
+        st = os.stat(sock)
+        assert st.st_mode & 0o777 == 0o660, oct(st.st_mode)
+        # Owned by root:root, as Velocior runs here: www-data is neither.
+        r = fetch(listen, "GET", "/hello")
+        assert r.status == 502
+        assert "Permission denied" in nginx.error_log()
+        give_socket_to_group(sock)
+        r = fetch(listen, "GET", "/hello")
+        assert (r.status, r.body) == (200, b"Hello, World!"), backend.log()
