@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable
+from types import FrameType
 from typing import Any, Union
 
 from velocior import config, logs
@@ -11,7 +14,7 @@ from velocior.config import Config
 from velocior.errors import ConfigError
 from velocior.listeners import Listener, open_listeners
 from velocior.loader import load_app
-from velocior.runner import SINGLE, run_server
+from velocior.runner import SINGLE, run_server, signal_name
 from velocior.supervisor import Supervisor
 
 WSGIApp = Callable[..., Iterable[bytes]]
@@ -47,6 +50,9 @@ def serve(app: AppRef, *, http: str | list[str] | None = None,
     `AppImportError` (a string `app` cannot be imported) and `WorkerBootError` (workers cannot
     boot).
     """
+    if not isinstance(app, str) and not callable(app):
+        raise TypeError(f"app must be a WSGI callable or a 'module:app' string, not "
+                        f"{type(app).__name__}")
     kwargs: dict[str, object] = dict(options)
     kwargs["threads"] = threads
     kwargs["workers"] = workers
@@ -59,10 +65,51 @@ def serve(app: AppRef, *, http: str | list[str] | None = None,
         logs.setup(cfg.log_level, cfg.access_log, cfg.error_log, respect_existing=True)
     except OSError as e:
         raise ConfigError(f"cannot open a log file: {e}") from None
-    if not isinstance(app, str) and not callable(app):
-        raise TypeError(f"app must be a WSGI callable or a 'module:app' string, not "
-                        f"{type(app).__name__}")
     run(cfg, app)
+
+
+class _StopBeforeServing(BaseException):
+    """A stop signal arrived while binding or importing the app: unwind and exit normally."""
+
+
+class _EarlySignals:
+    """Signal handling before the server (or the supervisor) installs its own, and after.
+
+    Without it a TERM sent just after the sockets are bound (a supervisor of ours restarting fast,
+    a test) would kill the process by the default action: exit status -15, unix socket files and
+    pid file left behind. Before serving, a stop signal unwinds cleanly; after, it is ignored
+    while the clean-up runs.
+    """
+
+    STOP = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+    IGNORE = (signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGUSR1)
+
+    def __init__(self) -> None:
+        self.active = threading.current_thread() is threading.main_thread()
+        self.previous: dict[int, Any] = {}
+
+    def _stop(self, signum: int, frame: FrameType | None) -> None:
+        raise _StopBeforeServing(signum)
+
+    def _ignore(self, signum: int, frame: FrameType | None) -> None:
+        pass
+
+    def install(self) -> None:
+        if self.active:
+            for s in self.STOP:
+                self.previous[s] = signal.signal(s, self._stop)
+            for s in self.IGNORE:
+                self.previous[s] = signal.signal(s, self._ignore)
+
+    def quiet(self) -> None:
+        if self.active:
+            for s in self.STOP:
+                signal.signal(s, self._ignore)
+
+    def restore(self) -> None:
+        for s, old in self.previous.items():
+            signal.signal(s, old)
+        self.previous.clear()
 
 
 def run(cfg: Config, app: AppRef) -> None:
@@ -71,6 +118,18 @@ def run(cfg: Config, app: AppRef) -> None:
     Sockets are bound before the app is imported, so that clients connecting while a slow app
     loads wait in the listen queue instead of being refused.
     """
+    early = _EarlySignals()
+    early.install()
+    try:
+        _run(cfg, app, early)
+    except _StopBeforeServing as e:
+        logs.error_log.info("%s: stopped before serving", signal_name(e.args[0]))
+    finally:
+        early.restore()
+        logs.flush()
+
+
+def _run(cfg: Config, app: AppRef, early: _EarlySignals) -> None:
     listeners = open_listeners(cfg.http, cfg.uwsgi, cfg.backlog, cfg.socket_mode)
     pidfile: str | None = None
     try:
@@ -88,11 +147,11 @@ def run(cfg: Config, app: AppRef) -> None:
             pidfile = _write_pid(cfg.pid)
             _run_single(cfg, the_app, listeners, spec)
     finally:
+        early.quiet()
         for lst in listeners:
             lst.close()
         if pidfile is not None:
             _remove_pid(pidfile)
-        logs.flush()
 
 
 def _run_single(cfg: Config, app: Any, listeners: list[Listener], spec: str) -> None:

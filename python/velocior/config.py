@@ -15,7 +15,6 @@ import argparse
 import dataclasses
 import ipaddress
 import os
-import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
@@ -219,6 +218,10 @@ class Spec:
     extra_env: tuple[str, ...] = ()  # other variables read, after VELOCIOR_<NAME>
     api: bool = True  # also a `velocior.serve()` keyword
 
+    @property
+    def long_flag(self) -> str:
+        return next((f for f in self.flags if f.startswith("--")), self.flags[0])
+
 
 def _setting(default: Any, spec: Spec) -> Any:
     if isinstance(default, list):
@@ -242,6 +245,14 @@ class Config:
         help="The WSGI application: `module:name`, `module:factory()` (called once per process to "
              "build the app; literal arguments allowed) or `module` alone (its `application`, "
              "else its `app`). `module` may be dotted (`package.wsgi`)."))
+
+    chdir: str | None = _setting(None, Spec(
+        ("--chdir",), StrKind("DIR", optional=True), section=APP, api=False,
+        help="Change to DIR before binding sockets and importing the app."))
+    pythonpath: list[str] = _setting([], Spec(
+        ("--pythonpath",), ListKind("DIRS", split_cli=True), section=APP, api=False,
+        help="Comma-separated directories put in front of sys.path before importing the app "
+             "(the current directory is always there). Repeatable."))
 
     http: list[str] = _setting([], Spec(
         ("--http", "-b", "--bind"), ListKind("ADDRESS"), section=LISTEN,
@@ -308,14 +319,6 @@ class Config:
         ("-p", "--pid"), StrKind("FILE", optional=True), section=PROC,
         help="Write the pid of the server (the supervisor, when there is one) to FILE; removed "
              "at exit."))
-
-    chdir: str | None = _setting(None, Spec(
-        ("--chdir",), StrKind("DIR", optional=True), section=APP, api=False,
-        help="Change to DIR before binding sockets and importing the app."))
-    pythonpath: list[str] = _setting([], Spec(
-        ("--pythonpath",), ListKind("DIRS", split_cli=True), section=APP, api=False,
-        help="Comma-separated directories put in front of sys.path before importing the app "
-             "(the current directory is always there). Repeatable."))
 
     keep_alive: float = _setting(5.0, Spec(
         ("--keep-alive",), FloatKind(0), section=CONN,
@@ -546,7 +549,7 @@ def from_cli(argv: Sequence[str], environ: Mapping[str, str], version: str) -> C
     specs = {name: spec for name, spec, _ in settings()}
     for name, raw in parsed.items():
         spec = specs[name]
-        flag = spec.flags[0]
+        flag = spec.long_flag
         try:
             if isinstance(spec.kind, ListKind):
                 assert isinstance(raw, list)
@@ -602,6 +605,3 @@ def reference_markdown() -> str:
         out.append(f"| {flags} | {env} | {shown} | {spec.help} |")
     return "\n".join(out).lstrip("\n") + "\n"
 
-
-if __name__ == "__main__":  # pragma: no cover - regenerates the tables of docs/cli.md
-    sys.stdout.write(reference_markdown())

@@ -8,6 +8,7 @@ The handlers below decide what a signal means: the policy stays in Python.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -42,8 +43,10 @@ class _Policy:
         self.quick_requested = False
 
     def graceful(self, signum: int, frame: FrameType | None) -> None:
-        logs.error_log.info("%s: graceful stop (in-flight requests are finished)",
-                            signal_name(signum))
+        # A worker's stops are logged by the supervisor, once for all workers.
+        logs.error_log.log(logging.INFO if self.role == SINGLE else logging.DEBUG,
+                           "%s: graceful stop (in-flight requests are finished)",
+                           signal_name(signum))
         self.server.stop(graceful=True)
 
     def quick(self, signum: int, frame: FrameType | None) -> None:
