@@ -185,12 +185,7 @@ impl BodyState {
         }
         self.make_room();
         let want = self.read_size();
-        let len = self.buf.len();
-        self.buf.resize(len + want, 0);
-        let r = self.stream.read_blocking(&mut self.buf[len..], self.timeout);
-        let n = *r.as_ref().unwrap_or(&0);
-        self.buf.truncate(len + n);
-        match r {
+        match self.stream.read_buf_blocking(&mut self.buf, want, self.timeout) {
             Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed before the end of the request body")),
             Ok(_) => Ok(()),
             Err(e) => Err(e),

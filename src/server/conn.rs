@@ -80,7 +80,7 @@ impl<S: Service> Drop for ConnGuard<S> {
 }
 
 enum Wait {
-    Data(usize),
+    Data,
     Eof,
     Kicked,
     TimedOut,
@@ -134,47 +134,37 @@ impl<S: Service> Conn<'_, S> {
         Ok(())
     }
 
-    /// Make room and read more request bytes, waiting until `deadline` at most.
-    async fn wait_input(&mut self, deadline: Instant) -> io::Result<Wait> {
+    /// Make room and read more request bytes, waiting until `deadline` at most. `try_first`:
+    /// attempt the read before waiting (skipped right after a response, when the client cannot
+    /// have sent the next request yet: that read would only say EAGAIN).
+    async fn wait_input(&mut self, deadline: Instant, try_first: bool) -> io::Result<Wait> {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        if self.kick.kicked.get() {
-            return Ok(Wait::Kicked);
-        }
-        // Try first: on a fresh connection or after a pipelined batch the bytes are often there.
-        let len = self.buf.len();
-        if self.buf.capacity() - len < READ_SIZE / 2 {
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
             self.buf.reserve(READ_SIZE);
         }
-        let cap = self.buf.capacity();
-        self.buf.resize(cap, 0);
+        let mut attempt = try_first;
         loop {
-            match self.stream.try_read(&mut self.buf[len..]) {
-                Ok(0) => {
-                    self.buf.truncate(len);
-                    return Ok(Wait::Eof);
-                }
-                Ok(n) => {
-                    self.buf.truncate(len + n);
-                    return Ok(Wait::Data(n));
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
-            }
-            let listener = self.kick.event.listen();
             if self.kick.kicked.get() {
-                self.buf.truncate(len);
                 return Ok(Wait::Kicked);
             }
-            let ready = async {
-                self.stream.readable().await.map(|_| None)
-            };
+            if attempt {
+                match self.stream.try_read_spare(&mut self.buf, usize::MAX) {
+                    Ok(0) => return Ok(Wait::Eof),
+                    Ok(_) => return Ok(Wait::Data),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            attempt = true;
+            let listener = self.kick.event.listen();
+            if self.kick.kicked.get() {
+                return Ok(Wait::Kicked);
+            }
+            let ready = async { self.stream.readable().await.map(|_| None) };
             let other = async {
                 futures_lite::future::or(
                     async {
@@ -188,16 +178,8 @@ impl<S: Service> Conn<'_, S> {
                 )
                 .await
             };
-            match futures_lite::future::or(ready, other).await {
-                Ok(None) => continue,
-                Ok(Some(w)) => {
-                    self.buf.truncate(len);
-                    return Ok(w);
-                }
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e);
-                }
+            if let Some(w) = futures_lite::future::or(ready, other).await? {
+                return Ok(w);
             }
         }
     }
@@ -241,6 +223,7 @@ impl<S: Service> Conn<'_, S> {
         let mut headers = Vec::with_capacity(32);
         let mut started = Instant::now();
         let mut first = true;
+        let mut just_answered = false;
         loop {
             // 1. A complete request head.
             let head = loop {
@@ -253,13 +236,14 @@ impl<S: Service> Conn<'_, S> {
                 }
                 self.flush().await?;
                 let idle = self.pos == self.buf.len();
+                let just_answered = std::mem::take(&mut just_answered);
                 if idle && shared.control.state() >= 1 {
                     return Ok(());
                 }
                 self.kick.phase.set(if idle && !first { IDLE } else { READING_HEAD });
                 let limit = if idle && !first { cfg.keepalive_timeout } else { cfg.header_timeout };
-                match self.wait_input(started + limit).await? {
-                    Wait::Data(_) => {}
+                match self.wait_input(started + limit, !(idle && just_answered)).await? {
+                    Wait::Data => {}
                     Wait::Eof | Wait::Kicked => return Ok(()),
                     Wait::TimedOut => {
                         if !idle {
@@ -358,6 +342,7 @@ impl<S: Service> Conn<'_, S> {
             }
             started = Instant::now();
             first = false;
+            just_answered = true;
         }
     }
 
@@ -374,8 +359,8 @@ impl<S: Service> Conn<'_, S> {
                     Err(e) => return self.reject(e.kind.status(), &format!("malformed uwsgi packet ({e})")).await,
                 }
             }
-            match self.wait_input(started + cfg.header_timeout).await? {
-                Wait::Data(_) => {}
+            match self.wait_input(started + cfg.header_timeout, true).await? {
+                Wait::Data => {}
                 Wait::Eof | Wait::Kicked => return Ok(()),
                 Wait::TimedOut => {
                     shared.service.log_error("uwsgi packet not received in time: closing");

@@ -14,7 +14,7 @@ pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -279,11 +279,6 @@ mod slab_list {
                 }
             }
         }
-        pub fn kick_all(&mut self) {
-            for (_, k) in &self.items {
-                k.kick();
-            }
-        }
     }
 }
 
@@ -424,8 +419,4 @@ pub(crate) fn count_request<S: Service>(shared: &Shared<S>) {
         shared.max_reached.set(true);
         shared.control.stop(true);
     }
-}
-
-pub(crate) fn peer_ip(info: &ConnInfo) -> Option<IpAddr> {
-    info.peer.map(|p| p.ip())
 }

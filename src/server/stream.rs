@@ -50,6 +50,21 @@ impl Stream {
         }
     }
 
+    /// One non-blocking read of at most `max` bytes into the spare capacity of `buf` (no zeroing
+    /// of the buffer first).
+    pub fn try_read_spare(&self, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+        let spare = buf.spare_capacity_mut();
+        let len = spare.len().min(max);
+        // SAFETY: reading into uninitialized capacity of a live Vec; only the `n` bytes the
+        // kernel wrote are exposed by `set_len`.
+        let n = unsafe { libc::read(self.fd(), spare.as_mut_ptr().cast(), len) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        unsafe { buf.set_len(buf.len() + n as usize) };
+        Ok(n as usize)
+    }
+
     /// One non-blocking write attempt.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
@@ -92,31 +107,30 @@ impl Stream {
         }
     }
 
-    /// Read into the spare capacity of `buf` (growing it by at least `min_free`).
-    pub async fn read_buf(
-        &self,
-        buf: &mut Vec<u8>,
-        min_free: usize,
-        d: Duration,
-        what: &str,
-    ) -> io::Result<usize> {
-        let len = buf.len();
-        if buf.capacity() - len < min_free {
-            buf.reserve(min_free);
+    /// Append at most `max` bytes to `buf`, waiting at most `d` for them. Ok(0) is EOF.
+    pub async fn read_buf(&self, buf: &mut Vec<u8>, max: usize, d: Duration, what: &str) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < max {
+            buf.reserve(max);
         }
-        let cap = buf.capacity();
-        buf.resize(cap, 0);
-        let r = self.read(&mut buf[len..], d, what).await;
-        let n = *r.as_ref().unwrap_or(&0);
-        buf.truncate(len + n);
-        r
+        loop {
+            match self.try_read_spare(buf, max) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    timeout(d, what, self.readable()).await?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                r => return r,
+            }
+        }
     }
 
-    /// Blocking read for `wsgi.input` (called without the GIL, from the app's thread).
-    pub fn read_blocking(&self, buf: &mut [u8], d: Duration) -> io::Result<usize> {
-        match self.try_read(buf) {
+    /// Blocking `read_buf` for `wsgi.input` (called without the GIL, from the app's thread).
+    pub fn read_buf_blocking(&self, buf: &mut Vec<u8>, max: usize, d: Duration) -> io::Result<usize> {
+        if buf.capacity() - buf.len() < max {
+            buf.reserve(max);
+        }
+        match self.try_read_spare(buf, max) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                async_io::block_on(self.read(buf, d, "reading the request body"))
+                async_io::block_on(self.read_buf(buf, max, d, "reading the request body"))
             }
             r => r,
         }

@@ -9,6 +9,7 @@
 //! Errors before the head is sent become a 500 with a short body (the traceback goes to the log);
 //! after it, the connection is closed so the client sees a truncated body, never a wrong one.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
@@ -154,21 +155,21 @@ fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     }
 }
 
-/// A header name or value as latin-1 bytes (borrowed when ASCII).
-fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>, scratch: &'a mut Vec<u8>) -> PyResult<&'a [u8]> {
+/// A header name or value as latin-1 bytes (borrowed when ASCII, the common case).
+fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
     let t = s.to_str()?;
     if t.is_ascii() {
-        return Ok(t.as_bytes());
+        return Ok(Cow::Borrowed(t.as_bytes()));
     }
-    scratch.clear();
+    let mut owned = Vec::with_capacity(t.len());
     for ch in t.chars() {
         let c = ch as u32;
         if c > 0xFF {
             return Err(PyValueError::new_err(format!("header text {t:?} is not latin-1")));
         }
-        scratch.push(c as u8);
+        owned.push(c as u8);
     }
-    Ok(scratch)
+    Ok(Cow::Owned(owned))
 }
 
 impl Active {
@@ -234,41 +235,38 @@ impl Active {
             }
         };
         let status = status.bind(py);
-        let mut sbuf = Vec::new();
-        let status_bytes = latin1_bytes(status, &mut sbuf)?;
-        let code = parse_status(status_bytes)
-            .map_err(|_| PyValueError::new_err(format!("invalid status line {:?} from the application", status.to_str().unwrap_or("?"))))?;
+        let status_bytes = latin1_bytes(status)?;
+        let code = parse_status(&status_bytes).map_err(|_| {
+            PyValueError::new_err(format!(
+                "invalid status line {:?} from the application",
+                status.to_str().unwrap_or("?")
+            ))
+        })?;
         self.status = code;
         self.no_body = self.call.is_head || code < 200 || code == 204 || code == 304;
-        // Header names and values as bytes, kept alive for the encoder.
         let headers = headers.bind(py);
-        let mut owned: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut pairs: Vec<(usize, usize)> = Vec::with_capacity(headers.len());
         let mut strs: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)> = Vec::with_capacity(headers.len());
         for item in headers.iter() {
-            let t = item.downcast_into::<PyTuple>().map_err(|_| PyValueError::new_err("headers changed after start_response()"))?;
-            let n = t.get_item(0)?.downcast_into::<PyString>()?;
-            let v = t.get_item(1)?.downcast_into::<PyString>()?;
-            strs.push((n, v));
+            let t = item
+                .downcast_into::<PyTuple>()
+                .map_err(|_| PyValueError::new_err("headers changed after start_response()"))?;
+            strs.push((t.get_item(0)?.downcast_into::<PyString>()?, t.get_item(1)?.downcast_into::<PyString>()?));
         }
-        let mut views: Vec<(&[u8], &[u8])> = Vec::with_capacity(strs.len());
-        // Non-ASCII text needs owned latin-1 copies; collect them first so borrows stay valid.
+        let mut views: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = Vec::with_capacity(strs.len());
         for (n, v) in &strs {
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            let na = latin1_bytes(n, &mut a)?.to_vec();
-            let va = latin1_bytes(v, &mut b)?.to_vec();
-            owned.push((na, va));
-        }
-        for (i, (n, v)) in owned.iter().enumerate() {
-            pairs.push((i, i));
-            views.push((n.as_slice(), v.as_slice()));
-            if name_eq(n, b"content-length") {
-                let s = std::str::from_utf8(v).ok().filter(|s| !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit()));
-                let len = s.and_then(|s| s.parse::<u64>().ok()).ok_or_else(|| {
-                    PyValueError::new_err(format!("invalid Content-Length header {:?} from the application", String::from_utf8_lossy(v)))
+            let (n, v) = (latin1_bytes(n)?, latin1_bytes(v)?);
+            if name_eq(&n, b"content-length") {
+                let digits = !v.is_empty() && v.iter().all(|c| c.is_ascii_digit());
+                let len = std::str::from_utf8(&v).ok().filter(|_| digits).and_then(|s| s.parse::<u64>().ok());
+                let len = len.ok_or_else(|| {
+                    PyValueError::new_err(format!(
+                        "invalid Content-Length header {:?} from the application",
+                        String::from_utf8_lossy(&v)
+                    ))
                 })?;
                 self.declared = Some(len);
             }
+            views.push((n, v));
         }
         let wire = self.call.wire;
         let framing = if code < 200 || code == 204 || code == 304 {
@@ -299,7 +297,7 @@ impl Active {
             date: Some(&date),
             server: self.call.common.server_header.as_deref(),
         };
-        encode_response_head(out, status_bytes, views.iter().copied(), &opts).map_err(|e| {
+        encode_response_head(out, &status_bytes, views.iter().map(|(n, v)| (&n[..], &v[..])), &opts).map_err(|e| {
             PyValueError::new_err(format!("refused to send the application's headers: {e}"))
         })?;
         self.head_sent = true;
