@@ -257,12 +257,25 @@ impl<S: Service> Conn<'_, S> {
             let head_start = self.pos;
             let head_end = head_start + head.head_len;
             let hbuf = &self.buf[head_start..head_end];
-            let framing = match http1::request_framing(&head, hbuf, &headers)
-                .and_then(|f| http1::check_host(&head, hbuf, &headers).map(|_| f))
-            {
+            let framing = match http1::request_framing(&head, hbuf, &headers) {
                 Ok(f) => f,
                 Err(e) => return self.reject(e.kind.status(), &format!("bad request ({e})")).await,
             };
+            if let Err(e) = http1::check_host(&head, hbuf, &headers) {
+                // The message itself is well framed: take in its (small) body first, so that a
+                // truncated message is never answered and the 400 is not sent mid-upload.
+                if framing.body != BodyKind::None && !framing.expect_continue {
+                    let rest = self.buf[head_end..].to_vec();
+                    let mut st = match framing.body {
+                        BodyKind::Length(n) => BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout),
+                        _ => BodyState::chunked(self.stream.clone(), rest, 0, &cfg.limits, cfg.body_timeout),
+                    };
+                    if !matches!(st.drain(DRAIN_LIMIT).await, Ok(true)) {
+                        return Ok(());
+                    }
+                }
+                return self.reject(e.kind.status(), &format!("bad request ({e})")).await;
+            }
             let mut keep_alive = framing.keep_alive && shared.control.state() == 0;
             let wire = if head.version == Version::Http11 { WireProtocol::Http11 } else { WireProtocol::Http10 };
 
