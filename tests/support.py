@@ -99,7 +99,7 @@ class ServerProcess:
             time.sleep(0.05)
         raise AssertionError(f"{needle!r} not in server log:\n{self.log()}")
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
 
