@@ -131,6 +131,7 @@ class Nginx:
         self.values = dict(values)
         self.values.setdefault("USER", user)
         self.values.setdefault("WORKERS", workers)
+        self.values.setdefault("ACCESS_LOG", "logs/access.log")
         self.conf = os.path.join(self.conf_dir, "nginx.conf")
         Path(self.conf).write_text(render.render(NGINX_DIR / "standalone.conf", self.values))
         shutil.copy(NGINX_DIR / "uwsgi_params", self.conf_dir)
@@ -201,6 +202,17 @@ class Nginx:
         self.stop()
 
 
+SOCKET_ACTIVATE = """
+import os, sys
+fd = int(sys.argv[1])
+if fd != 3:
+    os.dup2(fd, 3)
+    os.close(fd)
+os.environ.update(LISTEN_FDS="1", LISTEN_FDNAMES=sys.argv[2], LISTEN_PID=str(os.getpid()))
+os.execvp(sys.argv[3], sys.argv[3:])
+"""
+
+
 class Backend:
     """`python -m velocior` with the given listeners, stopped by its PID.
 
@@ -211,7 +223,8 @@ class Backend:
     def __init__(self, app: str, *, uwsgi: Sequence[str] = (), http: Sequence[str] = (),
                  args: Sequence[str] = (), env: Mapping[str, str] | None = None,
                  netns: str | None = None, ready: Sequence[tuple[str, int] | str] = (),
-                 cpu: int | None = None, log_dir: str | None = None) -> None:
+                 cpu: int | None = None, log_dir: str | None = None,
+                 activate: tuple[socket.socket, str] | None = None) -> None:
         self.tmp = log_dir or make_public_tmpdir("velocior-backend-")
         self.log_path = os.path.join(self.tmp, f"velocior-{time.monotonic_ns()}.log")
         argv = [sys.executable, "-m", "velocior"]
@@ -220,6 +233,13 @@ class Backend:
         for spec in uwsgi:
             argv += ["--uwsgi", spec]
         argv += list(args) + [app]
+        pass_fds: tuple[int, ...] = ()
+        if activate is not None:
+            # As systemd does for a .socket unit: the listening socket as fd 3, LISTEN_FDS,
+            # LISTEN_FDNAMES, and LISTEN_PID set to the PID that execs Velocior.
+            sock, fd_name = activate
+            pass_fds = (sock.fileno(),)
+            argv = [sys.executable, "-c", SOCKET_ACTIVATE, str(sock.fileno()), fd_name] + argv
         if cpu is not None:
             argv = ["taskset", "-c", str(cpu)] + argv
         if netns is not None:
@@ -235,7 +255,8 @@ class Backend:
         self.argv = argv
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=full_env, cwd=str(TESTS), start_new_session=True)
+                                     env=full_env, cwd=str(TESTS), start_new_session=True,
+                                     pass_fds=pass_fds)
         try:
             for target in ready:
                 if isinstance(target, str):

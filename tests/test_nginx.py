@@ -7,6 +7,7 @@ blocks of nginx/test/extras.conf (TLS, short read timeout). The app is tests/ngi
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import http.client
 import json
@@ -75,6 +76,9 @@ def stack() -> Iterator[Stack]:
         "nginx_apps:app",
         http=[f"127.0.0.1:{direct}"],
         uwsgi=[f"unix:{sock}", f"127.0.0.1:{uwsgi_tcp}"],
+        # As docs/deployment.md says for proxy_pass: room for every head nginx lets through
+        # (`large_client_header_buffers 4 16k`), above Velocior's 16 KiB HTTP default.
+        args=["--max-head-bytes", "65536"],
         env={"VELOCIOR_TEST_FILES": files},
         ready=[("127.0.0.1", direct), ("127.0.0.1", uwsgi_tcp), sock],
         log_dir=files,
@@ -385,10 +389,10 @@ def test_file_wrapper_100mib_is_byte_exact(stack: Stack, route: str) -> None:
 HEADER_LINE_LIMIT = 16 * 1024
 
 
-@pytest.mark.parametrize("route", UWSGI_ROUTES)
+@pytest.mark.parametrize("route", ["unix", "tcp", "proxy"])
 def test_big_request_headers_up_to_nginx_limits(stack: Stack, route: str) -> None:
-    # Three header lines just under the per-line limit: about 48 KiB of vars in one uwsgi packet,
-    # far past uWSGI's 4 KiB default buffer.
+    # Three header lines just under the per-line limit: about 48 KiB of vars in one uwsgi packet
+    # (far past uWSGI's 4 KiB default buffer), or a 48 KiB HTTP head on proxy_pass.
     value_len = HEADER_LINE_LIMIT - 64
     headers = [(f"X-Test-Big-{i}", chr(ord("a") + i) * value_len) for i in range(3)]
     r = fetch(stack.ports[route], "GET", "/big-headers", headers)
@@ -486,3 +490,43 @@ def test_unix_socket_permissions_between_nginx_and_velocior() -> None:
         give_socket_to_group(sock)
         r = fetch(listen, "GET", "/hello")
         assert (r.status, r.body) == (200, b"Hello, World!"), backend.log()
+
+
+def test_systemd_socket_activation_behind_nginx() -> None:
+    """The socket unit of docs/deployment.md: the socket (0660, group www-data) belongs to the
+    activator, here this test, and Velocior gets it as fd 3. It outlives a Velocior restart:
+    a request that arrives while Velocior is down waits in the listen queue and is answered by
+    the next Velocior, instead of failing."""
+    tmp = make_public_tmpdir("velocior-activation-")
+    path = os.path.join(tmp, "velocior.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    os.chmod(path, 0o660)
+    give_socket_to_group(path)
+    listener.listen(128)
+    listen = free_ports(1)[0]
+    backend = Backend("nginx_apps:app", activate=(listener, "uwsgi"), ready=[path], log_dir=tmp)
+    nginx = None
+    try:
+        nginx = Nginx([("unix", {"LISTEN": listen})],
+                      {"SERVER_NAME": HOST, "SOCKET": path, "PROTECTED_DIR": tmp},
+                      wait_ports=[listen])
+        assert fetch(listen, "GET", "/whoami").status == 200, backend.log()
+        assert backend.stop() == 0
+        assert os.path.exists(path), "Velocior removed a socket file it did not create"
+
+        # Velocior is down; the socket still listens. This request must wait, not fail.
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(fetch, listen, "GET", "/hello")
+            time.sleep(0.5)
+            assert not pending.done(), pending.result()
+            backend = Backend("nginx_apps:app", activate=(listener, "uwsgi"), log_dir=tmp,
+                              env={"VELOCIOR_TEST_BACKEND": "second"})
+            r = pending.result(timeout=60)
+        assert (r.status, r.body) == (200, b"Hello, World!"), backend.log()
+        assert fetch(listen, "GET", "/whoami").body == b"second"
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        backend.stop()
+        listener.close()

@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""uwsgi_pass (unix socket) versus proxy_pass (HTTP/1.1, keepalive pool) in front of Velocior.
+
+Renders this directory's templates, runs nginx (one worker) and Velocior (one process) with a
+hello-world app, and drives each path with wrk in interleaved rounds. Reports req/s and latency
+from wrk, and the CPU time nginx and Velocior spent per response (from /proc/PID/stat), which is
+the figure that says where the time goes. Bounded: rounds x paths x duration seconds of load.
+
+    python3 nginx/measure.py [--rounds 3] [--duration 5] [--connections 64]
+
+Placement on a 2-core machine: nginx and wrk on CPU 0, Velocior alone on CPU 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "tests"))
+
+from nginx_support import (  # noqa: E402
+    Backend,
+    Nginx,
+    free_ports,
+    give_socket_to_group,
+    make_public_tmpdir,
+    nginx_version,
+)
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def nginx_worker_pids(master: int) -> list[int]:
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(master)], capture_output=True,
+                         text=True, check=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def wrk(url: str, connections: int, duration: int, cpu: int) -> dict[str, float]:
+    out = subprocess.run(
+        ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}", f"-d{duration}s",
+         "--latency", url],
+        capture_output=True, text=True, check=True, timeout=duration + 30).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Socket errors: (.*)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def pct(p: str) -> float:
+        m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        scale = {"us": 1.0, "ms": 1000.0, "s": 1e6}[m.group(2)]
+        return float(m.group(1)) * scale
+
+    return {"rps": rps, "requests": total, "p50_us": pct("50"), "p99_us": pct("99"),
+            "non2xx": float(non2xx.group(1)) if non2xx else 0.0,
+            "socket_errors": 0.0 if errors is None else 1.0}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=64)
+    args = ap.parse_args()
+
+    tmp = make_public_tmpdir("velocior-measure-")
+    sock = os.path.join(tmp, "velocior.sock")
+    http_port, l_unix, l_proxy = free_ports(3)
+    backend = Backend("nginx_apps:app", http=[f"127.0.0.1:{http_port}"],
+                      uwsgi=[f"unix:{sock}"], cpu=1, log_dir=tmp,
+                      ready=[("127.0.0.1", http_port), sock])
+    nginx = None
+    try:
+        give_socket_to_group(sock)
+        nginx = Nginx([("unix", {"LISTEN": f"127.0.0.1:{l_unix}"}),
+                       ("proxy", {"LISTEN": f"127.0.0.1:{l_proxy}"})],
+                      {"SERVER_NAME": "bench.test", "SOCKET": sock,
+                       "HTTP_ADDR": f"127.0.0.1:{http_port}", "PROTECTED_DIR": tmp,
+                       # Per-request work on both paths alike: off, so as not to blur the
+                       # difference.
+                       "ACCESS_LOG": "off"},
+                      wait_ports=[l_unix, l_proxy], cpu=0)
+        workers = nginx_worker_pids(nginx.pid)
+        paths = {"uwsgi_pass unix": l_unix, "proxy_pass keepalive": l_proxy}
+        for port in paths.values():  # warm-up: imports, caches, connection pools
+            wrk(f"http://127.0.0.1:{port}/hello", args.connections, 1, 0)
+        samples: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
+        for _ in range(args.rounds):
+            for name, port in paths.items():
+                n0 = sum(cpu_seconds(p) for p in workers)
+                v0 = cpu_seconds(backend.pid)
+                res = wrk(f"http://127.0.0.1:{port}/hello", args.connections, args.duration, 0)
+                res["nginx_us"] = (sum(cpu_seconds(p) for p in workers) - n0) / res[
+                    "requests"] * 1e6
+                res["velocior_us"] = (cpu_seconds(backend.pid) - v0) / res["requests"] * 1e6
+                samples[name].append(res)
+                time.sleep(0.5)
+        print(f"{nginx_version()}; wrk -t1 -c{args.connections} -d{args.duration}s, "
+              f"{args.rounds} interleaved rounds, medians (min-max)")
+        print("nginx (1 worker) and wrk on CPU 0, Velocior (1 process) on CPU 1\n")
+        print("| path | req/s | p50 | p99 | nginx CPU/req | Velocior CPU/req | errors |")
+        print("|---|---|---|---|---|---|---|")
+        for name, runs in samples.items():
+            def col(key: str, fmt: str, runs: list[dict[str, float]] = runs) -> str:
+                vals = [r[key] for r in runs]
+                return (f"{fmt.format(statistics.median(vals))} "
+                        f"({fmt.format(min(vals))}-{fmt.format(max(vals))})")
+            errs = int(sum(r["non2xx"] + r["socket_errors"] for r in runs))
+            print(f"| {name} | {col('rps', '{:.0f}')} | {col('p50_us', '{:.0f} us')} | "
+                  f"{col('p99_us', '{:.0f} us')} | {col('nginx_us', '{:.1f} us')} | "
+                  f"{col('velocior_us', '{:.1f} us')} | {errs} |")
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        backend.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
