@@ -95,33 +95,83 @@ pub(crate) fn parse_u64_digits(s: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+// The 16-byte scanners below return the index of the first byte that stops a scan (16 when
+// none does). They work on two u64 halves with exact per-byte SWAR tests (bit 7 of each byte
+// of the result is that byte's flag, and no other bit is set), then `trailing_zeros` finds the
+// first flag. All in general-purpose registers: no `unsafe`, no SIMD intrinsics, and no trip
+// through memory (a 128-bit vector mask moved to integer registers cost more than the scan).
+
 const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
-/// Non-zero when some byte of `x` is below `n` (n <= 128). Exact as a yes/no answer.
+/// Bit 7 of each byte set where that byte of `low` (all bytes <= 0x7f) is >= `n` (1..=0x80).
 #[inline(always)]
-pub(crate) fn swar_has_less(x: u64, n: u8) -> u64 {
-    x.wrapping_sub(ONES.wrapping_mul(u64::from(n))) & !x & HIGHS
-}
-
-/// Non-zero when some byte of `x` equals `b`.
-#[inline(always)]
-pub(crate) fn swar_has_byte(x: u64, b: u8) -> u64 {
-    let y = x ^ ONES.wrapping_mul(u64::from(b));
-    y.wrapping_sub(ONES) & !y & HIGHS
-}
-
-/// Non-zero when some byte of `x` is above `n` (n <= 127). Exact as a yes/no answer.
-#[inline(always)]
-pub(crate) fn swar_has_more(x: u64, n: u8) -> u64 {
-    (x.wrapping_add(ONES.wrapping_mul(u64::from(127 - n))) | x) & HIGHS
+const fn ge(low: u64, n: u8) -> u64 {
+    low + ONES * (0x80 - n as u64)
 }
 
 #[inline(always)]
-pub(crate) fn load8(s: &[u8], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&s[at..at + 8]);
-    u64::from_le_bytes(w)
+fn first_of(c: &[u8; 16], flags: impl Fn(u64) -> u64) -> usize {
+    let lo = flags(u64::from_le_bytes([
+        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+    ]));
+    if lo != 0 {
+        return (lo.trailing_zeros() / 8) as usize;
+    }
+    let hi = flags(u64::from_le_bytes([
+        c[8], c[9], c[10], c[11], c[12], c[13], c[14], c[15],
+    ]));
+    8 + (hi.trailing_zeros() / 8) as usize
+}
+
+/// Flags bytes that are not `ALPHA / DIGIT / "-"`.
+#[inline(always)]
+fn name_flags(x: u64) -> u64 {
+    let low = x & LOW7;
+    let lower = low | (ONES * 0x20);
+    let alpha = ge(lower, b'a') & !ge(lower, b'z' + 1);
+    let digit = ge(low, b'0') & !ge(low, b'9' + 1);
+    let dash = ge(low, b'-') & !ge(low, b'-' + 1);
+    !((alpha | digit | dash) & !x) & HIGH
+}
+
+/// Flags control bytes (< 0x20) and DEL.
+#[inline(always)]
+fn value_flags(x: u64) -> u64 {
+    let low = x & LOW7;
+    (!ge(low, 0x20) | ge(low, 0x7f)) & !x & HIGH
+}
+
+/// Flags bytes outside 0x21..=0x7E.
+#[inline(always)]
+fn target_flags(x: u64) -> u64 {
+    let low = x & LOW7;
+    (!ge(low, 0x21) | ge(low, 0x7f) | x) & HIGH
+}
+
+/// First byte that is not `ALPHA / DIGIT / "-"` (the common header-name and method bytes; the
+/// rarer token characters are checked one at a time by the caller).
+#[inline(always)]
+pub(crate) fn name_stop16(c: &[u8; 16]) -> usize {
+    first_of(c, name_flags)
+}
+
+/// First control byte (< 0x20, HTAB included: the caller lets it through) or DEL.
+#[inline(always)]
+pub(crate) fn value_stop16(c: &[u8; 16]) -> usize {
+    first_of(c, value_flags)
+}
+
+/// First byte outside 0x21..=0x7E (what may not appear in a request-target).
+#[inline(always)]
+pub(crate) fn target_stop16(c: &[u8; 16]) -> usize {
+    first_of(c, target_flags)
+}
+
+#[inline(always)]
+pub(crate) fn load16(s: &[u8], at: usize) -> &[u8; 16] {
+    s[at..at + 16].try_into().expect("16 bytes")
 }
 
 #[cfg(test)]
@@ -149,22 +199,28 @@ mod tests {
     }
 
     #[test]
-    fn swar_matches_bytewise() {
-        let samples: [[u8; 8]; 6] = [
-            *b"abcdefgh",
-            *b"abc\rdefg",
-            *b"\x7fbcdefgh",
-            *b"abcdefg\x80",
-            *b"\xff\xff\xff\xff\xff\xff\xff\x00",
-            *b"        ",
-        ];
-        for s in samples {
-            let x = u64::from_le_bytes(s);
-            assert_eq!(swar_has_less(x, 0x20) != 0, s.iter().any(|&b| b < 0x20));
-            assert_eq!(swar_has_less(x, 0x21) != 0, s.iter().any(|&b| b < 0x21));
-            assert_eq!(swar_has_byte(x, 0x7f) != 0, s.contains(&0x7f));
-            assert_eq!(swar_has_more(x, 0x7e) != 0, s.iter().any(|&b| b > 0x7e));
+    fn scanner_masks_match_bytewise() {
+        // every byte value in every lane
+        for v in 0..=255u8 {
+            for lane in 0..16 {
+                let mut c = *b"abcdefghijklmnop";
+                c[lane] = v;
+                let at = |stop: bool| if stop { lane } else { 16 };
+                let name = !(v.is_ascii_alphanumeric() || v == b'-');
+                assert_eq!(name_stop16(&c), at(name), "name {v:#x}");
+                assert_eq!(value_stop16(&c), at(v < 0x20 || v == 0x7f), "value {v:#x}");
+                assert_eq!(
+                    target_stop16(&c),
+                    at(!(0x21..=0x7e).contains(&v)),
+                    "target {v:#x}"
+                );
+            }
         }
+        assert_eq!(value_stop16(b"xx\r\n\x7fxxxxxxxxxx\t"), 2);
+        assert_eq!(target_stop16(b"/abc?d=e#fghijkl"), 16);
+        // several flags in one half: the first wins
+        assert_eq!(name_stop16(b"ab:c d\x00efghijklm"), 2);
+        assert_eq!(value_stop16(b"abcdefghij\x01k\x7fmn\r"), 10);
     }
 
     #[test]

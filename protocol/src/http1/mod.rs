@@ -30,7 +30,7 @@ use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
 use crate::response::name_eq;
 use crate::util::{
-    load8, parse_u64_digits, swar_has_byte, swar_has_less, swar_has_more, trim_ows, TOKEN,
+    load16, name_stop16, parse_u64_digits, target_stop16, trim_ows, value_stop16, TOKEN,
 };
 use crate::{Span, Status};
 
@@ -169,9 +169,7 @@ fn parse_head(
 
     // Method.
     let m_start = pos;
-    while pos < len && TOKEN[b[pos] as usize] {
-        pos += 1;
-    }
+    pos = scan_token(b, pos);
     if pos == len {
         return Ok(None);
     }
@@ -299,15 +297,12 @@ fn parse_head(
 
 /// Parses `name ":" OWS value OWS CRLF` starting at `pos` (not at CR/LF/SP/HTAB). Shared with
 /// the trailer parser. `None` = need more bytes; `Some((header, index after CRLF))`.
-#[inline]
+#[inline(always)]
 pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, usize)>, Error> {
     use ErrorKind::*;
     let len = b.len();
     let n_start = pos;
-    let mut p = pos;
-    while p < len && TOKEN[b[p] as usize] {
-        p += 1;
-    }
+    let mut p = scan_token(b, pos);
     if p == len {
         return Ok(None);
     }
@@ -323,22 +318,24 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
     }
     let v_start = p;
     loop {
-        while p + 8 <= len {
-            let x = load8(b, p);
-            if (swar_has_less(x, 0x20) | swar_has_byte(x, 0x7f)) != 0 {
-                break;
+        if p + 16 <= len {
+            let i = value_stop16(load16(b, p));
+            p += i;
+            if i == 16 {
+                continue;
             }
-            p += 8;
+        } else {
+            while p < len && b[p] >= 0x20 && b[p] != 0x7f {
+                p += 1;
+            }
+            if p == len {
+                return Ok(None);
+            }
         }
-        if p >= len {
-            return Ok(None);
+        if b[p] != b'\t' {
+            break;
         }
-        let c = b[p];
-        if (c >= 0x20 && c != 0x7f) || c == b'\t' {
-            p += 1;
-            continue;
-        }
-        break;
+        p += 1;
     }
     match b[p] {
         b'\r' => match b.get(p + 1) {
@@ -364,19 +361,41 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
 }
 
 /// Index of the first byte in `b[pos..end]` that cannot be in a target (or `end`).
-#[inline]
+#[inline(always)]
 fn scan_target(b: &[u8], mut pos: usize, end: usize) -> usize {
-    while pos + 8 <= end {
-        let x = load8(b, pos);
-        if (swar_has_less(x, 0x21) | swar_has_more(x, 0x7e)) != 0 {
-            break;
+    while pos + 16 <= end {
+        let i = target_stop16(load16(b, pos));
+        pos += i;
+        if i < 16 {
+            return pos;
         }
-        pos += 8;
     }
     while pos < end && (0x21..=0x7e).contains(&b[pos]) {
         pos += 1;
     }
     pos
+}
+
+/// Index of the first non-token byte at or after `pos` (or `b.len()`).
+#[inline(always)]
+fn scan_token(b: &[u8], mut pos: usize) -> usize {
+    let len = b.len();
+    loop {
+        if pos + 16 <= len {
+            let i = name_stop16(load16(b, pos));
+            pos += i;
+            if i == 16 {
+                continue;
+            }
+        }
+        // the rarer token characters, and the tail of the buffer, one byte at a time (':' and
+        // SP, the usual stops, skip the table)
+        if pos < len && !matches!(b[pos], b':' | b' ') && TOKEN[b[pos] as usize] {
+            pos += 1;
+            continue;
+        }
+        return pos;
+    }
 }
 
 /// Checks the target's form against the method; returns (path, query).
