@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 COLORS = {"velocior": "#d62728", "floor": "#7f7f7f", "peer": "#1f77b4"}
 FLOORS = {"velocior-native", "rust-floor", "nginx-return"}
@@ -60,6 +61,12 @@ def main() -> int:
                     labels.append(f"{name} (failed)")
                 colors.append(COLORS[kind(name)])
             ax.barh(ys, vals, xerr=[lo, hi], color=colors, capsize=2)
+            if key == "cpu_us" and any(v > 0 for v in vals):
+                # The slowest peers cost 100x the fastest: only a log axis keeps both readable.
+                ax.set_xscale("log")
+            else:
+                ax.xaxis.set_major_formatter(FuncFormatter(
+                    lambda x, _pos: f"{x / 1e6:g}M" if x >= 1e6 else f"{x / 1e3:g}k"))
             ax.set_yticks(ys)
             ax.set_yticklabels(labels if j == 0 else [""] * len(labels), fontsize=8)
             ax.invert_yaxis()
@@ -68,9 +75,15 @@ def main() -> int:
             top = max(vals) if vals and max(vals) > 0 else 1
             for y, v in zip(ys, vals):
                 if v > 0:
-                    text = f"{v / 1000:.1f}k" if key == "rps" else f"{v:.2f}"
-                    ax.text(v + top * 0.01, y, text, va="center", fontsize=7)
-            ax.set_xlim(0, top * 1.18)
+                    if key == "rps":
+                        ax.text(v + top * 0.01, y, f"{v / 1000:.1f}k", va="center", fontsize=7)
+                    else:
+                        ax.text(v * 1.05, y, f"{v:.0f}" if v >= 100 else f"{v:.3g}", va="center",
+                                fontsize=7)
+            if key == "rps":
+                ax.set_xlim(0, top * 1.18)
+            elif any(v > 0 for v in vals):
+                ax.set_xlim(min(v for v in vals if v > 0) * 0.5, top * 3)
     fig.suptitle(f"Velocior vs peers, {meta['mode']} mode, {meta['date']} "
                  f"(server on 1 CPU, wrk on the other; load avg at start {meta['load_start']})",
                  fontsize=10)

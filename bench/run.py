@@ -28,6 +28,7 @@ import http.client
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -266,9 +267,9 @@ def tree(pid: int) -> list[int]:
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """utime+stime of the tree (all threads), plus reaped children's (cutime+cstime)."""
-    ticks = 0
+def tree_cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user+system, user) CPU seconds of the tree (all threads), reaped children included."""
+    ticks = user = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat", "rb") as f:
@@ -277,7 +278,22 @@ def tree_cpu_seconds(pid: int) -> float:
             continue
         rest = data[data.rfind(b")") + 2:].split()
         ticks += sum(int(x) for x in rest[11:15])
-    return ticks / CLK_TCK
+        user += int(rest[11]) + int(rest[13])
+    return ticks / CLK_TCK, user / CLK_TCK
+
+
+def cpus_user_seconds(cpus: tuple[int, ...] = (WRK_CPU, SERVER_CPU)) -> float:
+    """User+nice time of the benchmark CPUs (/proc/stat): with ours subtracted, what other
+    processes took from them. User time only, because loopback softirq work is ours but is
+    charged to no process."""
+    total = 0
+    names = {f"cpu{c}" for c in cpus}
+    with open("/proc/stat") as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] in names:
+                total += int(parts[1]) + int(parts[2])
+    return total / CLK_TCK
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -561,6 +577,8 @@ class Cell:
     cpu_us: float = 0.0  # server CPU per response
     cpu_util: float = 0.0  # server CPU seconds per wall second
     nginx_cpu_us: float = 0.0
+    wrk_util: float = 0.0  # wrk's CPU seconds per wall second (1.0: wrk-bound)
+    other_util: float = 0.0  # other processes' user CPU on the two benchmark CPUs, per second
     rss_kib: int = 0  # the largest process of the server's tree
     rss_tree_kib: int = 0
     threads: int = 0
@@ -604,17 +622,27 @@ def measure(ctx: Ctx, server_proc: Proc, scen: Scenario, port: int, warmup: int,
         cell.error = f"crashed in the warm-up ({server_proc.exit_text()})"
         return
     reset_peak_rss(server_proc.pid)
-    cpu0 = tree_cpu_seconds(server_proc.pid)
-    ng0 = tree_cpu_seconds(nginx.pid) if nginx else 0.0
-    t0 = time.monotonic()
     cell.wrk_cmd = shlex.join(wrk_cmd(ctx, scen, port, seconds))
+    cpu0, user0 = tree_cpu_seconds(server_proc.pid)
+    ng0, nguser0 = tree_cpu_seconds(nginx.pid) if nginx else (0.0, 0.0)
+    wrk0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    all0 = cpus_user_seconds()
+    t0 = time.monotonic()
     w = run_wrk(ctx, scen, port, seconds)
     wall = time.monotonic() - t0
+    all1 = cpus_user_seconds()
+    wrk1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if not server_proc.alive():
         cell.error = f"crashed under load ({server_proc.exit_text()}): {server_proc.log_tail(2)}"
         return
-    cpu = tree_cpu_seconds(server_proc.pid) - cpu0
-    ngcpu = (tree_cpu_seconds(nginx.pid) - ng0) if nginx else 0.0
+    cpu1, user1 = tree_cpu_seconds(server_proc.pid)
+    ng1, nguser1 = tree_cpu_seconds(nginx.pid) if nginx else (0.0, 0.0)
+    cpu, ngcpu = cpu1 - cpu0, ng1 - ng0
+    wrk_user = wrk1.ru_utime - wrk0.ru_utime
+    wrk_cpu = wrk_user + wrk1.ru_stime - wrk0.ru_stime
+    ours_user = (user1 - user0) + (nguser1 - nguser0) + wrk_user
+    cell.wrk_util = wrk_cpu / wall if wall else 0.0
+    cell.other_util = max(0.0, (all1 - all0) - ours_user) / wall if wall else 0.0
     cell.rss_kib, cell.rss_tree_kib = peak_rss_kib(server_proc.pid)
     cell.threads = thread_count(server_proc.pid)
     n = int(w["requests"])
@@ -781,7 +809,7 @@ def machine_info() -> dict[str, str]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "nginx": _cmd_out(["nginx", "-v"]).replace("nginx version: ", ""),
-        "wrk": _cmd_out(["wrk", "-v"]).split(" Copyright")[0],
+        "wrk": _cmd_out(["wrk", "-v"]).split(" Copyright")[0].replace("wrk ", "", 1),
         "velocior_commit": git + (" (working tree modified)" if dirty else ""),
     }
 
@@ -811,7 +839,8 @@ def aggregate(cells: list[Cell], rounds: int) -> dict[str, dict[str, dict[str, A
         failed = [c for c in cs if not c.ok]
         agg: dict[str, Any] = {"rounds": len(cs), "ok_rounds": len(ok)}
         if ok:
-            for key in ("rps", "cpu_us", "p50_us", "p99_us", "cpu_util", "nginx_cpu_us"):
+            for key in ("rps", "cpu_us", "p50_us", "p99_us", "cpu_util", "nginx_cpu_us",
+                        "wrk_util", "other_util"):
                 vals = [float(getattr(c, key)) for c in ok]
                 agg[key] = _med(vals)
                 agg[key + "_min"] = min(vals)
@@ -853,13 +882,18 @@ def _k(x: float) -> str:
 
 
 def _us(x: float) -> str:
+    """CPU microseconds: always in us, 3 significant digits or so."""
+    if x >= 100:
+        return f"{x:.0f}"
+    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+
+
+def _lat(x: float) -> str:
     if x >= 1e4:
         return f"{x / 1e3:.0f} ms"
     if x >= 1e3:
         return f"{x / 1e3:.1f} ms"
-    if x >= 100:
-        return f"{x:.0f}"
-    return f"{x:.1f}" if x >= 10 else f"{x:.2f}"
+    return f"{x:.0f} us"
 
 
 def _range(a: dict[str, Any], key: str, fmt: Callable[[float], str], rounds: int) -> str:
@@ -870,9 +904,12 @@ def _range(a: dict[str, Any], key: str, fmt: Callable[[float], str], rounds: int
 
 def notes_for(a: dict[str, Any]) -> str:
     parts = []
-    if a.get("ok_rounds", 0) and a.get("requests") and a.get("read_errors", 0) >= 0.5 * a[
-            "requests"]:
-        parts.append("read errors ~ responses: closes after each response (reconnects)")
+    n = a.get("requests", 0) if a.get("ok_rounds") else 0
+    if n and a.get("read_errors", 0) >= 0.5 * n:
+        parts.append("read errors ~ responses: it closes after each response without saying "
+                     "so (wrk reconnects; not failures)")
+    if n and a.get("non2xx", 0) > 0.01 * n:
+        parts.append(f"{100 * a['non2xx'] / n:.0f}% of responses were not 2xx/3xx")
     parts.extend(a.get("warnings", []))
     if a.get("error"):
         lead = "" if not a.get("ok_rounds") else f"{a['rounds'] - a['ok_rounds']} round(s) failed: "
@@ -888,7 +925,7 @@ def markdown(meta: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
         "",
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cpus']} CPUs, "
         f"{meta['machine']['memory']}, Linux {meta['machine']['kernel']}, Python "
-        f"{meta['machine']['python']}, nginx {meta['machine']['nginx']}, {meta['machine']['wrk']}. "
+        f"{meta['machine']['python']}, {meta['machine']['nginx']}, wrk {meta['machine']['wrk']}. "
         f"Load average at start {meta['load_start']}, at end {meta['load_end']}"
         + (" (the machine was busy: treat the figures as noisy)." if meta.get("busy") else "."),
         "",
@@ -902,8 +939,10 @@ def markdown(meta: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
         f"to CPU {WRK_CPU}. Figures are medians"
         + (" (min-max over the rounds)" if rounds > 1 else "")
         + ". CPU/resp = user+system CPU of the server's whole process tree per response; "
-        "vs floor = that over rust-floor's in the same scenario; CPU% = server CPU seconds per "
-        "wall second; RSS = peak (VmHWM) of the largest process; errors = wrk connect+read+write"
+        "vs floor = that over rust-floor's in the same scenario; CPU% srv/wrk/other = CPU "
+        "seconds per wall second of the server, of wrk (100: wrk-bound), and user time other "
+        "processes took on the two benchmark CPUs (above a few %: a disturbed cell); "
+        "RSS = peak (VmHWM) of the largest process; errors = wrk connect+read+write"
         "+timeout errors; non-2xx = wrk's non-2xx/3xx count.",
         "",
         f"Command: `{meta['command']}` (total {meta['elapsed_min']:.1f} min).",
@@ -919,7 +958,7 @@ def markdown(meta: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
         floor = res.get("rust-floor", {})
         floor_cpu = floor.get("cpu_us") if floor.get("ok_rounds") else None
         nginx_col = scen.via != "direct"
-        head = "| server | req/s | p50 us | p99 us | CPU us/resp | vs floor | CPU% |"
+        head = "| server | req/s | p50 | p99 | CPU us/resp | vs floor | CPU% srv/wrk/other |"
         sep = "|---|---:|---:|---:|---:|---:|---:|"
         if nginx_col:
             head += " nginx CPU us/resp |"
@@ -932,13 +971,18 @@ def markdown(meta: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
             if a is None:
                 continue
             if not a.get("ok_rounds"):
-                empty = "| - " * (7 + (1 if nginx_col else 0))
+                empty = "| - " * (6 + (1 if nginx_col else 0))
                 lines.append(f"| {srv.name} {empty}| - | - | - | {notes_for(a)} |")
                 continue
             ratio = f"{a['cpu_us'] / floor_cpu:.2f}x" if floor_cpu else "-"
-            row = (f"| {srv.name} | {_range(a, 'rps', _k, rounds)} | {_us(a['p50_us'])} | "
-                   f"{_us(a['p99_us'])} | {_range(a, 'cpu_us', _us, rounds)} | {ratio} | "
-                   f"{a['cpu_util'] * 100:.0f}% |")
+            if scen.name == "pipelined":
+                p50 = p99 = "n/a"
+            else:
+                p50, p99 = _lat(a["p50_us"]), _lat(a["p99_us"])
+            row = (f"| {srv.name} | {_range(a, 'rps', _k, rounds)} | {p50} | {p99} | "
+                   f"{_range(a, 'cpu_us', _us, rounds)} | {ratio} | "
+                   f"{a['cpu_util'] * 100:.0f}/{a['wrk_util'] * 100:.0f}/"
+                   f"{a['other_util'] * 100:.0f} |")
             if nginx_col:
                 row += f" {_us(a['nginx_cpu_us'])} |"
             row += (f" {a['rss_kib'] / 1024:.1f} | {a['errors']} | {a['non2xx']} | "
@@ -1115,7 +1159,9 @@ def main(argv: list[str] | None = None) -> int:
             done[0] += 1
             if c.ok:
                 text = (f"{c.rps:10.0f} req/s {c.cpu_us:7.2f} us/resp p99 {c.p99_us:8.0f} us "
-                        f"rss {c.rss_kib / 1024:5.1f} MiB err {c.errors} non2xx {c.non2xx}")
+                        f"rss {c.rss_kib / 1024:5.1f} MiB err {c.errors} non2xx {c.non2xx} "
+                        f"cpu% {c.cpu_util * 100:.0f}/{c.wrk_util * 100:.0f}/"
+                        f"{c.other_util * 100:.0f}")
             else:
                 text = f"FAILED: {c.error[:160]}"
             print(f"[{done[0]:3}/{n_cells}] r{c.round} {c.server:17} {c.scenario:19} {text}",
