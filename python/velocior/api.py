@@ -164,13 +164,10 @@ def _run_single(cfg: Config, app: Any, listeners: list[Listener], spec: str) -> 
         server = Server(app, [lst.spec() for lst in listeners], cfg.server_options())
     except (ValueError, TypeError, OSError) as e:
         raise ConfigError(f"cannot start the server: {e}") from None
-    # The Server holds its own duplicates: once it stops listening, connections must be refused
-    # rather than queued on a copy nobody accepts from.
-    for lst in listeners:
-        lst.sock.close()
     logs.error_log.info("velocior %s: serving %s in one process (pid %d)", _version(),
                         spec or getattr(app, "__name__", "the app"), os.getpid())
-    reason = run_server(server, SINGLE)
+    # Our copies of the sockets are shut down by the stop signal's handler (see run_server).
+    reason = run_server(server, SINGLE, [lst.sock for lst in listeners])
     logs.error_log.info("stopped (%s) after %d requests", reason, server.requests_served)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -37,10 +38,23 @@ def signal_name(signum: int) -> str:
 class _Policy:
     """What each signal does to a server run by a single process or by a worker."""
 
-    def __init__(self, server: Server, role: str) -> None:
+    def __init__(self, server: Server, role: str, sockets: list[socket.socket]) -> None:
         self.server = server
         self.role = role
+        self.sockets = sockets
         self.quick_requested = False
+
+    def _stop_listening(self) -> None:
+        """Make new connections fail now, not when the loop gets to close its sockets.
+
+        With one thread the loop only runs between app calls, so a slow request would keep the
+        listening sockets open (connections queued, then reset) until it ends. shutdown() acts on
+        the socket itself, whichever descriptor of it is used: the server's copies stop listening
+        too, and the kernel refuses new connections at once.
+        """
+        for sock in self.sockets:
+            shut_down(sock)
+        self.sockets = []
 
     def graceful(self, signum: int, frame: FrameType | None) -> None:
         # A worker's stops are logged by the supervisor, once for all workers.
@@ -48,6 +62,7 @@ class _Policy:
                            "%s: graceful stop (in-flight requests are finished)",
                            signal_name(signum))
         self.server.stop(graceful=True)
+        self._stop_listening()
 
     def quick(self, signum: int, frame: FrameType | None) -> None:
         if self.quick_requested and self.role == SINGLE and signum == signal.SIGINT:
@@ -57,6 +72,7 @@ class _Policy:
         if self.role == SINGLE:
             logs.error_log.info("%s: stopping", signal_name(signum))
         self.server.stop(graceful=False)
+        self._stop_listening()
 
     def not_here(self, signum: int, frame: FrameType | None) -> None:
         if self.role == SINGLE:
@@ -81,16 +97,29 @@ class _Policy:
         }
 
 
-def run_server(server: Server, role: str = SINGLE) -> str:
+def shut_down(sock: socket.socket) -> None:
+    """Stop a listening socket for every process and descriptor that shares it, then close it."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+def run_server(server: Server, role: str = SINGLE,
+               sockets: list[socket.socket] | None = None) -> str:
     """Serve until stopped; return why run() stopped ("stopped", "quick", "max-requests", or
     "interrupted" after a second Ctrl-C).
+
+    `sockets`: listening sockets this process alone serves; they are shut down as soon as a stop
+    signal arrives (never pass sockets shared with other workers that keep serving).
 
     Signal handlers are installed only from the main thread (Python allows no other); from another
     thread the server runs without them and the caller stops it with `server.stop()`.
     """
     if threading.current_thread() is not threading.main_thread():
         return server.run(-1)
-    policy = _Policy(server, role)
+    policy = _Policy(server, role, list(sockets or ()))
     r, w = os.pipe()
     os.set_blocking(r, False)
     os.set_blocking(w, False)

@@ -36,7 +36,7 @@ from velocior.config import Config
 from velocior.errors import AppImportError, WorkerBootError
 from velocior.listeners import Listener
 from velocior.loader import load_app
-from velocior.runner import WORKER, run_server, signal_name
+from velocior.runner import WORKER, run_server, shut_down, signal_name
 
 log = logs.error_log
 
@@ -267,16 +267,17 @@ class Supervisor:
 
     def _begin_stop(self, graceful: bool) -> None:
         self.stopping = "graceful" if graceful else "quick"
-        # Closing our copies (and removing unix socket files) now, with the workers closing theirs
-        # as they stop, makes new connections fail fast instead of queueing for nobody.
-        for lst in self.listeners:
-            lst.close()
         sig = signal.SIGTERM if graceful else signal.SIGQUIT
         deadline = time.monotonic() + self.cfg.graceful_timeout + KILL_MARGIN
         for w in self.workers.values():
             self._kill(w, sig)
             w.stopping = True
             w.kill_at = deadline if w.kill_at is None else min(w.kill_at, deadline)
+        # New connections must fail now, not queue until the last worker (perhaps busy in a slow
+        # request) closes its copy: shutdown() stops the shared socket for every process.
+        for lst in self.listeners:
+            shut_down(lst.sock)
+            lst.close()
 
     def _begin_reload(self) -> None:
         if self.reload_from is None:
