@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import signal as _signal
 import socket
 import subprocess
 import sys
@@ -99,17 +100,17 @@ class ServerProcess:
             time.sleep(0.05)
         raise AssertionError(f"{needle!r} not in server log:\n{self.log()}")
 
-    def send_signal(self, sig: int) -> None:
+    def signal(self, sig: int) -> None:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    def stop(self, sig: int = _signal.SIGTERM, timeout: float = 15.0) -> int:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
+                os.kill(self.proc.pid, _signal.SIGKILL)
                 self.proc.wait(5)
         self._log.close()
         return self.proc.returncode
