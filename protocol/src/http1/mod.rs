@@ -30,7 +30,8 @@ use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
 use crate::response::name_eq;
 use crate::util::{
-    load16, name_stop16, parse_u64_digits, target_stop16, trim_ows, value_stop16, TOKEN,
+    load16, load32, name_stop16, parse_u64_digits, target_stop16, trim_ows, value_stop16,
+    value_stop32, TOKEN,
 };
 use crate::{Span, Status};
 
@@ -257,7 +258,28 @@ fn parse_head(
     pos = v + 10;
     let (path, query) = analyse_target(b, method, t_start, t_end)?;
 
-    // Header lines.
+    Ok(
+        parse_headers(b, pos, limits.max_headers, headers)?.map(|head_len| RequestHead {
+            method: Span::new(m_start, m_start + method.len()),
+            target: Span::new(t_start, t_end),
+            path,
+            query,
+            version,
+            head_len,
+        }),
+    )
+}
+
+/// The header block from `pos` to the empty line; returns the index after its CRLF. Kept out of
+/// `parse_head` so the request-line values are not live (spilled) across this loop.
+fn parse_headers(
+    b: &[u8],
+    mut pos: usize,
+    max_headers: usize,
+    headers: &mut Vec<Header>,
+) -> Result<Option<usize>, Error> {
+    use ErrorKind::*;
+    let len = b.len();
     loop {
         if pos >= len {
             return Ok(None);
@@ -266,14 +288,7 @@ fn parse_head(
             b'\r' => {
                 return match b.get(pos + 1) {
                     None => Ok(None),
-                    Some(b'\n') => Ok(Some(RequestHead {
-                        method: Span::new(m_start, m_start + method.len()),
-                        target: Span::new(t_start, t_end),
-                        path,
-                        query,
-                        version,
-                        head_len: pos + 2,
-                    })),
+                    Some(b'\n') => Ok(Some(pos + 2)),
                     Some(_) => Err(Error::new(BareCr, pos + 1)),
                 };
             }
@@ -282,7 +297,7 @@ fn parse_head(
             b' ' | b'\t' => return Err(Error::new(ObsFold, pos)),
             _ => {}
         }
-        if headers.len() >= limits.max_headers {
+        if headers.len() >= max_headers {
             return Err(Error::new(TooManyHeaders, pos));
         }
         match parse_header_line(b, pos)? {
@@ -318,7 +333,13 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
     }
     let v_start = p;
     loop {
-        if p + 16 <= len {
+        if p + 32 <= len {
+            let i = value_stop32(load32(b, p));
+            p += i;
+            if i == 32 {
+                continue;
+            }
+        } else if p + 16 <= len {
             let i = value_stop16(load16(b, p));
             p += i;
             if i == 16 {
@@ -332,31 +353,27 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
                 return Ok(None);
             }
         }
-        if b[p] != b'\t' {
-            break;
-        }
-        p += 1;
-    }
-    match b[p] {
-        b'\r' => match b.get(p + 1) {
-            None => Ok(None),
-            Some(b'\n') => {
+        // CR first: it ends almost every value
+        let c = b[p];
+        if c == b'\r' {
+            if p + 1 < len && b[p + 1] == b'\n' {
                 let mut v_end = p;
                 while v_end > v_start && (b[v_end - 1] == b' ' || b[v_end - 1] == b'\t') {
                     v_end -= 1;
                 }
-                Ok(Some((
-                    Header {
-                        name,
-                        value: Span::new(v_start, v_end),
-                    },
-                    p + 2,
-                )))
+                let value = Span::new(v_start, v_end);
+                return Ok(Some((Header { name, value }, p + 2)));
             }
-            Some(_) => Err(Error::new(BareCr, p + 1)),
-        },
-        b'\n' => Err(Error::new(BareLf, p)),
-        _ => Err(Error::new(BadHeaderValue, p)),
+            if p + 1 == len {
+                return Ok(None);
+            }
+            return Err(Error::new(BareCr, p + 1));
+        }
+        if c != b'\t' {
+            let kind = if c == b'\n' { BareLf } else { BadHeaderValue };
+            return Err(Error::new(kind, p));
+        }
+        p += 1;
     }
 }
 
