@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,16 +24,18 @@ DIVERGENCES = TESTS / "conformance_divergences.txt"
 ALLOWED_TAGS = {"policy-accept", "policy-reject", "gunicorn-default-limit", "http11-no-host"}
 
 
-def load_divergences() -> dict[str, str]:
-    out: dict[str, str] = {}
+def load_divergences() -> dict[str, tuple[str, str]]:
+    """case id -> (outcome, reason); see the file's header for the format."""
+    out: dict[str, tuple[str, str]] = {}
     for n, line in enumerate(DIVERGENCES.read_text(encoding="utf-8").splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        case_id, _, reason = line.partition(" ")
+        case_id, outcome, reason = (line.split(None, 2) + ["", ""])[:3]
+        assert re.fullmatch(r"none|\d{3}(,\d{3})*", outcome), f"{DIVERGENCES.name}:{n}: outcome"
         assert reason.strip(), f"{DIVERGENCES.name}:{n}: {case_id} has no reason"
         assert case_id not in out, f"{DIVERGENCES.name}:{n}: {case_id} listed twice"
-        out[case_id] = reason.strip()
+        out[case_id] = (outcome, reason.strip())
     return out
 
 
@@ -63,7 +66,7 @@ def echo_server() -> Iterator[ServerProcess]:
 
 def test_divergence_list_is_well_formed() -> None:
     cases = load_cases()
-    for case_id, reason in load_divergences().items():
+    for case_id, (_, reason) in load_divergences().items():
         assert case_id in cases, f"{case_id} is not a corpus case"
         tags = set(cases[case_id].get("tags", []))
         assert tags & ALLOWED_TAGS, (
@@ -84,11 +87,16 @@ def test_corpus_runner_against_echo_app(echo_server: ServerProcess, tmp_path: Pa
     divergences = load_divergences()
     unexpected = {i: f"{c['reason']} {c['tags']}" for i, c in failed.items()
                   if i not in divergences}
+    # a listed case must still fail the way the list says (same statuses, or closed unanswered)
+    changed = {i: (divergences[i][0], ",".join(map(str, c["statuses"])) or "none")
+               for i, c in failed.items() if i in divergences}
+    changed = {i: v for i, v in changed.items() if v[0] != v[1]}
     stale = sorted(i for i in divergences if i in passed)
     summary = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr
     assert not unexpected, f"{summary}\nfailures not in {DIVERGENCES.name}:\n" + "\n".join(
         f"  {i}: {r}" for i, r in sorted(unexpected.items()))
     assert not stale, f"listed in {DIVERGENCES.name} but passing now: {stale}"
+    assert not changed, f"listed outcome (listed, now) differs: {changed}"
     # the whole corpus ran (29 cases are skipped by the runner's default tags)
     assert results["passed"] + results["failed"] >= 200, summary
     assert proc.returncode in (0, 1), proc.stderr
