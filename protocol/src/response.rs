@@ -82,8 +82,9 @@ pub fn parse_status(status: &[u8]) -> Result<u16, HeaderError> {
     if code < 100 {
         return Err(HeaderError::BadStatus);
     }
+    // PEP 3333: "a Status-Code and a Reason-Phrase, separated by a single space"; the space is
+    // also what the status line on the wire needs.
     match rest {
-        [] => Ok(code),
         [b' ', reason @ ..] if !has_crlf_nul(reason) => Ok(code),
         _ => Err(HeaderError::BadStatus),
     }

@@ -169,7 +169,8 @@ fn status_strings() {
     assert_eq!(parse_status(b"404 Not Found"), Ok(404));
     assert_eq!(parse_status(b"599 "), Ok(599));
     assert_eq!(parse_status(b"999 Whatever"), Ok(999));
-    assert_eq!(parse_status(b"100"), Ok(100));
+    assert_eq!(parse_status(b"100 Continue"), Ok(100));
+    assert_eq!(parse_status(b"200"), Err(HeaderError::BadStatus));
     assert_eq!(parse_status(b"204 No\tContent \xff"), Ok(204));
     for bad in [
         &b""[..],

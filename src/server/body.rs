@@ -98,6 +98,15 @@ impl BodyState {
         }
     }
 
+    /// Bytes held in memory: raw from the socket plus decoded and not yet handed out.
+    fn buffered_len(&self) -> usize {
+        let decoded = match &self.kind {
+            Kind::Chunked { decoded, dpos, .. } => decoded.len() - dpos,
+            Kind::Length { .. } => 0,
+        };
+        self.buf.len() - self.pos + decoded
+    }
+
     /// Bytes of body that have not reached the app yet, when known.
     pub fn remaining_hint(&self) -> Option<u64> {
         match &self.kind {
@@ -243,7 +252,7 @@ impl BodyState {
             if self.fully_buffered() {
                 return Ok(true);
             }
-            if self.buf.len() - self.pos >= limit {
+            if self.buffered_len() >= limit {
                 return Ok(false);
             }
             self.make_room();

@@ -51,7 +51,9 @@ impl Common {
     /// An error line with the exception's traceback (never sent to the client).
     pub fn log_exception(&self, py: Python<'_>, msg: &str, err: PyErr) {
         let kwargs = PyDict::new(py);
-        let _ = kwargs.set_item("exc_info", err.value(py));
+        // A (type, value, traceback) tuple: the traceback is kept apart from the value in PyErr.
+        let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
+        let _ = kwargs.set_item("exc_info", exc_info);
         let r = self.error_logger.bind(py).call_method(pyo3::intern!(py, "error"), (msg,), Some(&kwargs));
         if r.is_err() {
             err.print(py);
