@@ -125,17 +125,6 @@ fn first_of(c: &[u8; 16], flags: impl Fn(u64) -> u64) -> usize {
     8 + (hi.trailing_zeros() / 8) as usize
 }
 
-/// Flags bytes that are not `ALPHA / DIGIT / "-"`.
-#[inline(always)]
-fn name_flags(x: u64) -> u64 {
-    let low = x & LOW7;
-    let lower = low | (ONES * 0x20);
-    let alpha = ge(lower, b'a') & !ge(lower, b'z' + 1);
-    let digit = ge(low, b'0') & !ge(low, b'9' + 1);
-    let dash = ge(low, b'-') & !ge(low, b'-' + 1);
-    !((alpha | digit | dash) & !x) & HIGH
-}
-
 /// Flags control bytes (< 0x20) and DEL.
 #[inline(always)]
 fn value_flags(x: u64) -> u64 {
@@ -148,13 +137,6 @@ fn value_flags(x: u64) -> u64 {
 fn target_flags(x: u64) -> u64 {
     let low = x & LOW7;
     (!ge(low, 0x21) | ge(low, 0x7f) | x) & HIGH
-}
-
-/// First byte that is not `ALPHA / DIGIT / "-"` (the common header-name and method bytes; the
-/// rarer token characters are checked one at a time by the caller).
-#[inline(always)]
-pub(crate) fn name_stop16(c: &[u8; 16]) -> usize {
-    first_of(c, name_flags)
 }
 
 /// First control byte (< 0x20, HTAB included: the caller lets it through) or DEL.
@@ -235,8 +217,6 @@ mod tests {
                 let mut c = *b"abcdefghijklmnop";
                 c[lane] = v;
                 let at = |stop: bool| if stop { lane } else { 16 };
-                let name = !(v.is_ascii_alphanumeric() || v == b'-');
-                assert_eq!(name_stop16(&c), at(name), "name {v:#x}");
                 assert_eq!(value_stop16(&c), at(v < 0x20 || v == 0x7f), "value {v:#x}");
                 for half in 0..2 {
                     let mut c32 = [b'a'; 32];
@@ -258,7 +238,6 @@ mod tests {
         assert_eq!(value_stop16(b"xx\r\n\x7fxxxxxxxxxx\t"), 2);
         assert_eq!(target_stop16(b"/abc?d=e#fghijkl"), 16);
         // several flags in one half: the first wins
-        assert_eq!(name_stop16(b"ab:c d\x00efghijklm"), 2);
         assert_eq!(value_stop16(b"abcdefghij\x01k\x7fmn\r"), 10);
     }
 

@@ -30,8 +30,7 @@ use crate::error::{Error, ErrorKind};
 use crate::limits::Limits;
 use crate::response::name_eq;
 use crate::util::{
-    load16, load32, name_stop16, parse_u64_digits, target_stop16, trim_ows, value_stop16,
-    value_stop32, TOKEN,
+    load16, load32, parse_u64_digits, target_stop16, trim_ows, value_stop16, value_stop32, TOKEN,
 };
 use crate::{Span, Status};
 
@@ -170,7 +169,9 @@ fn parse_head(
 
     // Method.
     let m_start = pos;
-    pos = scan_token(b, pos);
+    while pos < len && TOKEN[b[pos] as usize] {
+        pos += 1;
+    }
     if pos == len {
         return Ok(None);
     }
@@ -317,7 +318,10 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
     use ErrorKind::*;
     let len = b.len();
     let n_start = pos;
-    let mut p = scan_token(b, pos);
+    let mut p = pos;
+    while p < len && TOKEN[b[p] as usize] {
+        p += 1;
+    }
     if p == len {
         return Ok(None);
     }
@@ -391,28 +395,6 @@ fn scan_target(b: &[u8], mut pos: usize, end: usize) -> usize {
         pos += 1;
     }
     pos
-}
-
-/// Index of the first non-token byte at or after `pos` (or `b.len()`).
-#[inline(always)]
-fn scan_token(b: &[u8], mut pos: usize) -> usize {
-    let len = b.len();
-    loop {
-        if pos + 16 <= len {
-            let i = name_stop16(load16(b, pos));
-            pos += i;
-            if i == 16 {
-                continue;
-            }
-        }
-        // the rarer token characters, and the tail of the buffer, one byte at a time (':' and
-        // SP, the usual stops, skip the table)
-        if pos < len && !matches!(b[pos], b':' | b' ') && TOKEN[b[pos] as usize] {
-            pos += 1;
-            continue;
-        }
-        return pos;
-    }
 }
 
 /// Checks the target's form against the method; returns (path, query).
@@ -495,26 +477,38 @@ fn path_and_query(b: &[u8], _target: usize, from: usize, end: usize) -> (Span, S
     }
 }
 
-#[inline]
+/// unreserved / sub-delims (RFC 3986): the bytes of a reg-name besides pct-encoded triplets.
+static HOST_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        i += 1;
+    }
+    t
+};
+
+#[inline(always)]
 fn is_unreserved_or_sub_delim(c: u8) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-        )
+    HOST_BYTE[c as usize]
 }
 
 #[inline]
@@ -541,7 +535,7 @@ fn valid_authority(s: &[u8], port_optional: bool) -> Option<bool> {
             _ => return None,
         }
     } else {
-        match memchr::memrchr(b':', s) {
+        match s.iter().rposition(|&c| c == b':') {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),
         }
