@@ -393,7 +393,7 @@ def test_sigint_stops_at_once() -> None:
         busy = srv.connect(timeout=60)
         busy.sendall(b"GET /sleep?40 HTTP/1.1\r\nHost: x\r\n\r\n")
         srv.wait_log("pidapp: sleeping 40")
-        srv.send_signal(signal.SIGINT)
+        os.kill(srv.pid, signal.SIGINT)
         srv.proc.wait(20)  # a graceful stop would wait for the 40 s request
         assert srv.proc.returncode == 0
         assert b"slept" not in _read_to_eof(busy)
@@ -409,9 +409,9 @@ def test_second_sigint_interrupts_a_stuck_app() -> None:
         busy = srv.connect(timeout=60)
         busy.sendall(b"GET /sleep?40 HTTP/1.1\r\nHost: x\r\n\r\n")
         srv.wait_log("pidapp: sleeping 40")
-        srv.send_signal(signal.SIGINT)
+        os.kill(srv.pid, signal.SIGINT)
         srv.wait_log("SIGINT: stopping")
-        srv.send_signal(signal.SIGINT)
+        os.kill(srv.pid, signal.SIGINT)
         srv.proc.wait(20)  # well before the app's 40 s
         assert srv.proc.returncode == 0
         assert b"slept" not in _read_to_eof(busy)
@@ -426,7 +426,7 @@ def test_sigterm_finishes_in_flight_request_then_refuses() -> None:
         busy = srv.connect(timeout=30)
         busy.sendall(b"GET /sleep?4 HTTP/1.1\r\nHost: x\r\n\r\n")
         srv.wait_log("pidapp: sleeping 4")
-        srv.send_signal(signal.SIGTERM)
+        os.kill(srv.pid, signal.SIGTERM)
         srv.wait_log("SIGTERM: graceful stop")
 
         def refused() -> bool:
@@ -456,7 +456,7 @@ def test_sigterm_finishes_in_flight_request_then_refuses() -> None:
 def test_sighup_is_ignored_without_supervisor() -> None:
     srv = ServerProcess("apps_workers.pidapp:app")
     try:
-        srv.send_signal(signal.SIGHUP)
+        os.kill(srv.pid, signal.SIGHUP)
         srv.wait_log("SIGHUP ignored")
         assert get(srv.port).pid == srv.pid
     finally:
@@ -479,7 +479,7 @@ def test_access_log_file_reopened_on_usr1_and_error_log_file(tmp_path: Path) -> 
         # Combined log format: host ident user [time] "request" status size "referer" "agent"
         assert re.match(r'^\S+ \S+ \S+ \[[^\]]+\] "GET /first\?x=1 HTTP/1\.1" 200 \d+ ', line), line
         access.rename(tmp_path / "access.log.1")
-        srv.send_signal(signal.SIGUSR1)
+        os.kill(srv.pid, signal.SIGUSR1)
         wait_until(lambda: access.exists(), what="the reopened access log")
         get(srv.port, "/second")
         wait_until(lambda: "GET /second " in access.read_text(), what="the second access line")

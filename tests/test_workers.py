@@ -164,7 +164,7 @@ def test_hup_under_load_reloads_new_code_without_a_failed_request(tmp_path: Path
         load = Load(srv.port, threads=4).start()
         wait_until(lambda: load.count() > 100, what="load before the reload")
         _write_app(app, "v2", pad=40)
-        srv.send_signal(signal.SIGHUP)
+        os.kill(srv.pid, signal.SIGHUP)
         srv.wait_log("reload: 2 new workers ready; stopping 2 old ones")
         for pid in old:
             srv.wait_log(f"worker {pid} stopped (exit code 0)", timeout=40)
@@ -190,7 +190,7 @@ def test_hup_with_broken_new_code_keeps_the_old_workers(tmp_path: Path) -> None:
     try:
         old = workers_of(srv, 2)
         app.write_text("raise ImportError('half-deployed')\n")
-        srv.send_signal(signal.SIGHUP)
+        os.kill(srv.pid, signal.SIGHUP)
         srv.wait_log("reload cancelled, the old workers keep serving")
         assert "half-deployed" in srv.log()
         for _ in range(20):
@@ -208,7 +208,7 @@ def test_term_finishes_slow_request_refuses_new_connections_and_exits_0() -> Non
         busy = srv.connect(timeout=30)
         busy.sendall(b"GET /sleep?5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         srv.wait_log("pidapp: sleeping 5")
-        srv.send_signal(signal.SIGTERM)
+        os.kill(srv.pid, signal.SIGTERM)
         srv.wait_log("SIGTERM: graceful stop of 2 worker(s)")
         # The supervisor closes its copy at once, each worker its own as it starts to stop:
         # new connections are refused while the slow request is still in the app.
@@ -265,18 +265,18 @@ def test_ttin_ttou_change_the_worker_count() -> None:
     srv = ServerProcess("apps_workers.pidapp:app", "--workers", "2")
     try:
         two = workers_of(srv, 2)
-        srv.send_signal(signal.SIGTTIN)
+        os.kill(srv.pid, signal.SIGTTIN)
         three = workers_of(srv, 3)
         assert set(two) < set(three)
         assert pids_seen(srv, 3) == set(three)
         # One at a time: two identical signals sent back to back may arrive as one.
-        srv.send_signal(signal.SIGTTOU)
+        os.kill(srv.pid, signal.SIGTTOU)
         srv.wait_log("SIGTTOU: 2 workers")
-        srv.send_signal(signal.SIGTTOU)
+        os.kill(srv.pid, signal.SIGTTOU)
         srv.wait_log("SIGTTOU: 1 worker\n")
         (last,) = workers_of(srv, 1)
         assert last not in two  # the oldest went first
-        srv.send_signal(signal.SIGTTOU)
+        os.kill(srv.pid, signal.SIGTTOU)
         srv.wait_log("SIGTTOU ignored: already at one worker")
         assert workers_of(srv, 1) == [last]
         assert get(srv.port).pid == last
@@ -316,7 +316,7 @@ def test_usr1_reopens_the_access_log_of_every_worker(tmp_path: Path) -> None:
         wait_until(lambda: access.exists() and "GET /sleep?0.2 " in access.read_text(),
                    what="access lines")
         access.rename(tmp_path / "access.log.1")
-        srv.send_signal(signal.SIGUSR1)
+        os.kill(srv.pid, signal.SIGUSR1)
         wait_until(lambda: all(f"[{p}] [INFO] log files reopened" in srv.log()
                                for p in [srv.pid, *pids]),
                    what="the supervisor and both workers to reopen their logs")
@@ -436,7 +436,7 @@ def test_supervisor_killed_takes_its_workers_along() -> None:
     srv = ServerProcess("apps_workers.pidapp:app", "--workers", "2")
     try:
         pids = workers_of(srv, 2)
-        srv.send_signal(signal.SIGKILL)
+        os.kill(srv.pid, signal.SIGKILL)
         srv.proc.wait(10)
 
         def gone() -> bool:

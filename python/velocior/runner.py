@@ -44,16 +44,22 @@ class _Policy:
         self.sockets = sockets
         self.quick_requested = False
 
-    def _stop_listening(self) -> None:
+    def _stop_listening(self, frame: FrameType | None) -> None:
         """Make new connections fail now, not when the loop gets to close its sockets.
 
-        With one thread the loop only runs between app calls, so a slow request would keep the
-        listening sockets open (connections queued, then reset) until it ends. shutdown() acts on
-        the socket itself, whichever descriptor of it is used: the server's copies stop listening
-        too, and the kernel refuses new connections at once.
+        When the handler runs from the loop (the interrupted frame is run_server's, waiting in
+        Server.run), the loop closes its copies right away: closing ours is enough. When it
+        interrupted the app (one thread: the loop waits for the app call to return), a slow
+        request would keep the sockets listening, connections queued and later reset: shutdown()
+        acts on the socket itself, whichever descriptor is used, so the kernel refuses new
+        connections at once.
         """
+        in_app = frame is not None and frame.f_code is not _RUN_CODE
         for sock in self.sockets:
-            shut_down(sock)
+            if in_app:
+                shut_down(sock)
+            else:
+                sock.close()
         self.sockets = []
 
     def graceful(self, signum: int, frame: FrameType | None) -> None:
@@ -62,7 +68,7 @@ class _Policy:
                            "%s: graceful stop (in-flight requests are finished)",
                            signal_name(signum))
         self.server.stop(graceful=True)
-        self._stop_listening()
+        self._stop_listening(frame)
 
     def quick(self, signum: int, frame: FrameType | None) -> None:
         if self.quick_requested and self.role == SINGLE and signum == signal.SIGINT:
@@ -72,7 +78,7 @@ class _Policy:
         if self.role == SINGLE:
             logs.error_log.info("%s: stopping", signal_name(signum))
         self.server.stop(graceful=False)
-        self._stop_listening()
+        self._stop_listening(frame)
 
     def not_here(self, signum: int, frame: FrameType | None) -> None:
         if self.role == SINGLE:
@@ -139,3 +145,6 @@ def run_server(server: Server, role: str = SINGLE,
             signal.signal(signum, old)  # type: ignore[arg-type]
         os.close(r)
         os.close(w)
+
+
+_RUN_CODE = run_server.__code__
