@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,11 +73,48 @@ def wrk(url: str, connections: int, duration: int, cpu: int) -> dict[str, float]
             "socket_errors": 0.0 if errors is None else 1.0}
 
 
+def strace_counts(path: str) -> dict[str, int]:
+    """Calls per syscall from an `strace -c` summary file."""
+    counts: dict[str, int] = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        # "% time  seconds  usecs/call  calls  [errors]  syscall"
+        if len(parts) >= 5 and parts[0].replace(".", "").isdigit() and parts[-1] != "total":
+            counts[parts[-1]] = int(parts[3])
+    return counts
+
+
+def syscalls_per_request(url: str, pids: dict[str, list[int]], tmp: str,
+                         duration: int) -> dict[str, dict[str, float]]:
+    """Syscalls per request of each process group, counted by strace while wrk runs. Slow under
+    strace, but a count, not a time: the same on a busy machine as on an idle one."""
+    tracers = []
+    for name, group in pids.items():
+        for pid in group:
+            out = os.path.join(tmp, f"strace-{name}-{pid}.txt")
+            proc = subprocess.Popen(["strace", "-c", "-f", "-q", "-o", out, "-p", str(pid)],
+                                    stderr=subprocess.DEVNULL)
+            tracers.append((name, out, proc))
+    time.sleep(1.0)  # strace attaches asynchronously
+    res = wrk(url, 8, duration, 0)
+    for _name, _out, proc in tracers:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+    per: dict[str, dict[str, float]] = {}
+    for name, out, _proc in tracers:
+        bucket = per.setdefault(name, {})
+        for call, n in strace_counts(out).items():
+            bucket[call] = bucket.get(call, 0.0) + n / res["requests"]
+    return per
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--syscalls", action="store_true",
+                    help="also count syscalls per request with strace (slow, but exact)")
     args = ap.parse_args()
 
     tmp = make_public_tmpdir("velocior-measure-")
@@ -124,6 +163,17 @@ def main() -> int:
             print(f"| {name} | {col('rps', '{:.0f}')} | {col('p50_us', '{:.0f} us')} | "
                   f"{col('p99_us', '{:.0f} us')} | {col('nginx_us', '{:.1f} us')} | "
                   f"{col('velocior_us', '{:.1f} us')} | {errs} |")
+        if args.syscalls and shutil.which("strace"):
+            print("\nsyscalls per request (strace -c, wrk -c8):\n")
+            for name, port in paths.items():
+                per = syscalls_per_request(f"http://127.0.0.1:{port}/hello",
+                                           {"nginx": workers, "velocior": [backend.pid]},
+                                           tmp, 3)
+                for proc_name, calls in per.items():
+                    top = sorted(calls.items(), key=lambda kv: -kv[1])
+                    listed = ", ".join(f"{c} {n:.2f}" for c, n in top if n >= 0.05)
+                    print(f"- {name}, {proc_name}: {sum(calls.values()):.1f} "
+                          f"({listed})")
     finally:
         if nginx is not None:
             nginx.stop()
