@@ -221,7 +221,8 @@ impl<S: Service> Conn<'_, S> {
         let shared = self.shared.clone();
         let cfg = &shared.config;
         let mut headers = Vec::with_capacity(32);
-        let mut started = Instant::now();
+        // When the current wait for a head began; taken lazily (a pipelined request never waits).
+        let mut started = Some(Instant::now());
         let mut first = true;
         let mut just_answered = false;
         loop {
@@ -242,7 +243,8 @@ impl<S: Service> Conn<'_, S> {
                 }
                 self.kick.phase.set(if idle && !first { IDLE } else { READING_HEAD });
                 let limit = if idle && !first { cfg.keepalive_timeout } else { cfg.header_timeout };
-                match self.wait_input(started + limit, !(idle && just_answered)).await? {
+                let since = *started.get_or_insert_with(Instant::now);
+                match self.wait_input(since + limit, !(idle && just_answered)).await? {
                     Wait::Data => {}
                     Wait::Eof | Wait::Kicked => return Ok(()),
                     Wait::TimedOut => {
@@ -305,6 +307,7 @@ impl<S: Service> Conn<'_, S> {
             let hbuf = &self.buf[head_start..head_end];
             let req = Request {
                 buf: hbuf,
+                date: shared.date.get(),
                 kind: RequestKind::Http { head: &head, headers: &headers },
                 conn: &self.info,
                 keep_alive,
@@ -353,7 +356,7 @@ impl<S: Service> Conn<'_, S> {
             if self.wbuf.len() >= WBUF_FLUSH {
                 self.flush().await?;
             }
-            started = Instant::now();
+            started = None;
             first = false;
             just_answered = true;
         }
@@ -394,6 +397,7 @@ impl<S: Service> Conn<'_, S> {
         };
         let req = Request {
             buf: &self.buf[..head_end],
+            date: shared.date.get(),
             kind: RequestKind::Uwsgi { vars: &vars },
             conn: &self.info,
             keep_alive: false,
@@ -478,7 +482,7 @@ impl<S: Service> Conn<'_, S> {
 fn native_response<S: Service>(shared: &Shared<S>, req: &Request<'_>, wire: WireProtocol, out: &mut Vec<u8>) {
     let head_only = req.is_head();
     out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: ");
-    out.extend_from_slice(&shared.date.get());
+    out.extend_from_slice(&req.date);
     if let Some(s) = &shared.config.server_header {
         out.extend_from_slice(b"\r\nServer: ");
         out.extend_from_slice(s);

@@ -157,7 +157,7 @@ pub(crate) async fn accept_loop<S: Service>(
             }
             continue;
         }
-        let info = ConnInfo { protocol: l.protocol, peer, local };
+        let info = ConnInfo::new(l.protocol, peer, local);
         ex.spawn(conn::run(stream, info, shared.clone())).detach();
     }
 }

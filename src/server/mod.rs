@@ -14,7 +14,7 @@ pub mod stream;
 
 use std::cell::{Cell, RefCell};
 use std::fs::File;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -77,11 +77,33 @@ pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
     /// Local address; `None` on unix sockets.
     pub local: Option<SocketAddr>,
+    /// The peer's address and port as text (IPv4-mapped IPv6 shown as IPv4), formatted once per
+    /// connection rather than per request.
+    pub peer_ip: String,
+    pub peer_port: String,
+}
+
+impl ConnInfo {
+    pub fn new(protocol: Protocol, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> ConnInfo {
+        let (peer_ip, peer_port) = match peer {
+            Some(p) => {
+                let ip = match p.ip() {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(p.ip()),
+                    ip => ip,
+                };
+                (ip.to_string(), p.port().to_string())
+            }
+            None => (String::new(), String::new()),
+        };
+        ConnInfo { protocol, peer, local, peer_ip, peer_port }
+    }
 }
 
 /// One parsed request, borrowed from the connection's buffer for the length of the call.
 pub struct Request<'a> {
     pub buf: &'a [u8],
+    /// The current Date header value.
+    pub date: [u8; date::DATE_LEN],
     pub kind: RequestKind<'a>,
     pub conn: &'a ConnInfo,
     /// The client asked for (and the protocol allows) keeping the connection after this response.

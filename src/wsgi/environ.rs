@@ -26,16 +26,11 @@ pub struct EnvBuilder {
 
 /// A native (latin-1) str from bytes, as PEP 3333 wants for every environ value.
 pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-    if b.is_ascii() {
-        // ASCII is valid UTF-8 and means the same in latin-1.
-        PyString::new(py, std::str::from_utf8(b).unwrap_or_default())
-    } else {
-        // SAFETY: the pointer and length describe a live slice; latin-1 decoding cannot fail
-        // except on memory exhaustion, which panics into a Python exception below.
-        unsafe {
-            let ptr = ffi::PyUnicode_DecodeLatin1(b.as_ptr().cast(), b.len() as ffi::Py_ssize_t, std::ptr::null());
-            Bound::from_owned_ptr(py, ptr).downcast_into_unchecked()
-        }
+    // SAFETY: the pointer and length describe a live slice; latin-1 decoding cannot fail (only
+    // memory exhaustion, where from_owned_ptr panics into a Python exception).
+    unsafe {
+        let ptr = ffi::PyUnicode_DecodeLatin1(b.as_ptr().cast(), b.len() as ffi::Py_ssize_t, std::ptr::null());
+        Bound::from_owned_ptr(py, ptr).downcast_into_unchecked()
     }
 }
 
@@ -193,50 +188,43 @@ fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
 }
 
 fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, host: Option<&[u8]>, conn: &ConnInfo) -> PyResult<()> {
-    let (name, port): (Vec<u8>, Option<Vec<u8>>) = match host.filter(|h| !h.is_empty()) {
+    // Host first (name and optional port; an IPv6 literal keeps its brackets), else the socket.
+    let (name, port): (Bound<'_, PyString>, Option<Bound<'_, PyString>>) = match host.filter(|h| !h.is_empty()) {
         Some(h) => {
-            if h[0] == b'[' {
-                match h.iter().position(|&c| c == b']') {
-                    Some(i) => (h[..=i].to_vec(), h.get(i + 2..).filter(|p| h.get(i + 1) == Some(&b':') && !p.is_empty()).map(|p| p.to_vec())),
-                    None => (h.to_vec(), None),
-                }
+            let split = if h[0] == b'[' {
+                h.iter().position(|&c| c == b']').map(|i| i + 1).filter(|&i| h.get(i) == Some(&b':'))
             } else {
-                match h.iter().rposition(|&c| c == b':') {
-                    Some(i) => (h[..i].to_vec(), Some(h[i + 1..].to_vec())),
-                    None => (h.to_vec(), None),
-                }
+                h.iter().rposition(|&c| c == b':')
+            };
+            match split {
+                Some(i) if i + 1 < h.len() => (latin1(py, &h[..i]), Some(latin1(py, &h[i + 1..]))),
+                Some(i) => (latin1(py, &h[..i]), None),
+                None => (latin1(py, h), None),
             }
         }
         None => match conn.local {
-            Some(a) => (a.ip().to_string().into_bytes(), Some(a.port().to_string().into_bytes())),
-            None => (b"localhost".to_vec(), None),
+            Some(a) => (PyString::new(py, &a.ip().to_string()), Some(PyString::new(py, &a.port().to_string()))),
+            None => (PyString::new(py, "localhost"), None),
         },
     };
     let port = match port {
         Some(p) => p,
-        None => match conn.local {
-            Some(a) if host.is_none() => a.port().to_string().into_bytes(),
-            _ => {
-                let https = env
-                    .get_item(intern!(py, "wsgi.url_scheme"))?
-                    .is_some_and(|s| s.extract::<&str>().is_ok_and(|s| s == "https"));
-                if https { b"443".to_vec() } else { b"80".to_vec() }
-            }
-        },
+        None => {
+            let https = env
+                .get_item(intern!(py, "wsgi.url_scheme"))?
+                .is_some_and(|s| s.extract::<&str>().is_ok_and(|s| s == "https"));
+            PyString::new(py, if https { "443" } else { "80" })
+        }
     };
-    env.set_item(intern!(py, "SERVER_NAME"), latin1(py, &name))?;
-    env.set_item(intern!(py, "SERVER_PORT"), latin1(py, &port))?;
+    env.set_item(intern!(py, "SERVER_NAME"), name)?;
+    env.set_item(intern!(py, "SERVER_PORT"), port)?;
     Ok(())
 }
 
 fn remote(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
-    if let Some(p) = conn.peer {
-        let ip = match p.ip() {
-            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(p.ip()),
-            ip => ip,
-        };
-        env.set_item(intern!(py, "REMOTE_ADDR"), ip.to_string())?;
-        env.set_item(intern!(py, "REMOTE_PORT"), p.port().to_string())?;
+    if conn.peer.is_some() {
+        env.set_item(intern!(py, "REMOTE_ADDR"), PyString::new(py, &conn.peer_ip))?;
+        env.set_item(intern!(py, "REMOTE_PORT"), PyString::new(py, &conn.peer_port))?;
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use velocior_protocol::http1::Version;
 
-use crate::server::{self, Body, Dispatch, Piece, Request, RequestKind, Responder, Service, Step, WireProtocol};
+use crate::server::{Body, Dispatch, Piece, Request, RequestKind, Responder, Service, Step, WireProtocol};
 pub use access::AccessInfo;
 use environ::EnvBuilder;
 use input::Input;
@@ -84,7 +84,6 @@ pub struct WsgiService {
     pool: Option<pool::Pool>,
     watchdog: Option<Arc<Watchdog>>,
     loop_slot: Option<Arc<Slot>>,
-    date: RefCell<([u8; 29], u64)>,
     signal_error: Arc<Mutex<Option<PyErr>>>,
 }
 
@@ -97,7 +96,13 @@ impl WsgiService {
         let logging = py.import("logging")?;
         let error_logger = logging.call_method1("getLogger", ("velocior.error",))?.unbind();
         let access_logger = logging.call_method1("getLogger", ("velocior.access",))?.unbind();
-        let template = PyDict::new(py);
+        // Presized: the per-request copy keeps the table size, so adding the request's keys
+        // never resizes it.
+        // SAFETY: returns a new reference or NULL with an exception set.
+        let template = unsafe {
+            let p = pyo3::ffi::_PyDict_NewPresized(48);
+            Bound::from_owned_ptr_or_err(py, p)?.downcast_into_unchecked::<PyDict>()
+        };
         template.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
         template.set_item("wsgi.url_scheme", opts.url_scheme.as_str())?;
         template.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
@@ -119,7 +124,6 @@ impl WsgiService {
             pool: (opts.threads > 1).then(|| pool::Pool::new(opts.threads)),
             watchdog,
             loop_slot,
-            date: RefCell::new((server::date::format_now(), 0)),
             signal_error,
         })
     }
@@ -209,7 +213,7 @@ impl Service for WsgiService {
                 wire,
                 is_head: req.is_head(),
                 keep_alive: req.keep_alive,
-                date: self.date(),
+                date: req.date,
                 access: if self.access_log { info } else { None },
                 label,
                 slot: None,
@@ -257,16 +261,3 @@ impl Service for WsgiService {
         })
     }
 }
-
-impl WsgiService {
-    /// The Date value, re-formatted at most once a second.
-    fn date(&self) -> [u8; 29] {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        let mut d = self.date.borrow_mut();
-        if d.1 != now {
-            *d = (server::date::format_http_date(now), now);
-        }
-        d.0
-    }
-}
-

@@ -363,6 +363,9 @@ impl Active {
         self.iter = None;
         if let Some(r) = self.result.take() {
             let r = r.bind(py);
+            if r.is_exact_instance_of::<PyList>() || r.is_exact_instance_of::<PyTuple>() {
+                return; // no close(); looking it up would raise and discard an AttributeError
+            }
             match r.getattr(intern!(py, "close")) {
                 Ok(close) => {
                     if let Err(e) = close.call0() {
