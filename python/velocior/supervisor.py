@@ -26,6 +26,7 @@ import random
 import select
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from types import FrameType
@@ -33,7 +34,7 @@ from typing import Any
 
 from velocior import logs
 from velocior.config import Config
-from velocior.errors import AppImportError, WorkerBootError
+from velocior.errors import AppImportError, ConfigError, WorkerBootError
 from velocior.listeners import Listener
 from velocior.loader import load_app
 from velocior.runner import WORKER, run_server, shut_down, signal_name
@@ -166,6 +167,9 @@ class Supervisor:
     # --- main loop ---
 
     def run(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigError("several workers (or --supervise, --max-requests, --timeout) need "
+                              "the supervisor, which must run in the main thread")
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
