@@ -27,7 +27,9 @@ struct Server {
 fn secs(v: &Bound<'_, PyAny>, key: &str) -> PyResult<Duration> {
     let f: f64 = v.extract()?;
     if !f.is_finite() || f < 0.0 {
-        return Err(PyValueError::new_err(format!("{key} must be a non-negative number of seconds")));
+        return Err(PyValueError::new_err(format!(
+            "{key} must be a non-negative number of seconds"
+        )));
     }
     Ok(Duration::from_secs_f64(f))
 }
@@ -79,7 +81,9 @@ fn parse_options(options: &Bound<'_, PyDict>) -> PyResult<(Config, WsgiOptions)>
                 let s: Option<String> = v.extract()?;
                 if let Some(s) = &s {
                     if s.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                        return Err(PyValueError::new_err("server_header must not contain control characters"));
+                        return Err(PyValueError::new_err(
+                            "server_header must not contain control characters",
+                        ));
                     }
                 }
                 w.server_header = s.map(|s| s.into_bytes());
@@ -96,7 +100,11 @@ fn parse_options(options: &Bound<'_, PyDict>) -> PyResult<(Config, WsgiOptions)>
                 let n: usize = v.extract()?;
                 c.limits.max_uwsgi_vars_bytes = n.min(65535);
             }
-            other => return Err(PyValueError::new_err(format!("unknown server option {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!(
+                    "unknown server option {other:?}"
+                )))
+            }
         }
     }
     Ok((c, w))
@@ -106,7 +114,12 @@ fn parse_options(options: &Bound<'_, PyDict>) -> PyResult<(Config, WsgiOptions)>
 impl Server {
     #[new]
     #[pyo3(signature = (app, listeners, options=None))]
-    fn new(py: Python<'_>, app: Py<PyAny>, listeners: Vec<(i32, String, String)>, options: Option<&Bound<'_, PyDict>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        listeners: Vec<(i32, String, String)>,
+        options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
         let (config, wsgi) = match options {
             Some(o) => parse_options(o)?,
             None => parse_options(&PyDict::new(py))?,
@@ -116,15 +129,30 @@ impl Server {
             let protocol = match proto.as_str() {
                 "http" => Protocol::Http,
                 "uwsgi" => Protocol::Uwsgi,
-                other => return Err(PyValueError::new_err(format!("unknown listener protocol {other:?}"))),
+                other => {
+                    return Err(PyValueError::new_err(format!(
+                        "unknown listener protocol {other:?}"
+                    )))
+                }
             };
-            let fd = server::dup_fd(fd).map_err(|e| PyOSError::new_err(format!("listener {display}: {e}")))?;
-            specs.push(ListenerSpec { fd, protocol, display });
+            let fd = server::dup_fd(fd)
+                .map_err(|e| PyOSError::new_err(format!("listener {display}: {e}")))?;
+            specs.push(ListenerSpec {
+                fd,
+                protocol,
+                display,
+            });
         }
         if specs.is_empty() {
             return Err(PyValueError::new_err("at least one listener is needed"));
         }
-        Ok(Server { app, listeners: Mutex::new(specs), config, wsgi: Mutex::new(Some(wsgi)), control: Arc::new(Control::default()) })
+        Ok(Server {
+            app,
+            listeners: Mutex::new(specs),
+            config,
+            wsgi: Mutex::new(Some(wsgi)),
+            control: Arc::new(Control::default()),
+        })
     }
 
     /// Serve until stopped; returns "stopped", "quick" or "max-requests".
@@ -139,11 +167,16 @@ impl Server {
         let signal_error = Arc::new(Mutex::new(None));
         let service = WsgiService::new(py, self.app.clone_ref(py), &opts, signal_error.clone())?;
         let config = self.config.clone();
-        let listeners = std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        let listeners =
+            std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
         let control = self.control.clone();
         let wakeup = (wakeup_fd >= 0).then_some(wakeup_fd);
         let r = py.allow_threads(move || server::run(service, config, listeners, control, wakeup));
-        if let Some(e) = signal_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some(e) = signal_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             return Err(e);
         }
         match r {

@@ -20,8 +20,15 @@ const READ_CHUNK: usize = 64 * 1024;
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 enum Kind {
-    Length { remaining: u64 },
-    Chunked { dec: Box<ChunkedDecoder>, done: bool, decoded: Vec<u8>, dpos: usize },
+    Length {
+        remaining: u64,
+    },
+    Chunked {
+        dec: Box<ChunkedDecoder>,
+        done: bool,
+        decoded: Vec<u8>,
+        dpos: usize,
+    },
 }
 
 pub struct BodyState {
@@ -45,7 +52,13 @@ fn invalid(msg: String) -> io::Error {
 }
 
 impl BodyState {
-    pub fn length(stream: Arc<Stream>, buf: Vec<u8>, pos: usize, len: u64, timeout: Duration) -> Self {
+    pub fn length(
+        stream: Arc<Stream>,
+        buf: Vec<u8>,
+        pos: usize,
+        len: u64,
+        timeout: Duration,
+    ) -> Self {
         BodyState {
             stream,
             buf,
@@ -57,7 +70,13 @@ impl BodyState {
         }
     }
 
-    pub fn chunked(stream: Arc<Stream>, buf: Vec<u8>, pos: usize, limits: &Limits, timeout: Duration) -> Self {
+    pub fn chunked(
+        stream: Arc<Stream>,
+        buf: Vec<u8>,
+        pos: usize,
+        limits: &Limits,
+        timeout: Duration,
+    ) -> Self {
         BodyState {
             stream,
             buf,
@@ -86,7 +105,12 @@ impl BodyState {
     pub fn finished(&self) -> bool {
         match &self.kind {
             Kind::Length { remaining } => *remaining == 0,
-            Kind::Chunked { done, decoded, dpos, .. } => *done && *dpos >= decoded.len(),
+            Kind::Chunked {
+                done,
+                decoded,
+                dpos,
+                ..
+            } => *done && *dpos >= decoded.len(),
         }
     }
 
@@ -111,7 +135,12 @@ impl BodyState {
     pub fn remaining_hint(&self) -> Option<u64> {
         match &self.kind {
             Kind::Length { remaining } => Some(*remaining),
-            Kind::Chunked { done: true, decoded, dpos, .. } => Some((decoded.len() - dpos) as u64),
+            Kind::Chunked {
+                done: true,
+                decoded,
+                dpos,
+                ..
+            } => Some((decoded.len() - dpos) as u64),
             Kind::Chunked { .. } => None,
         }
     }
@@ -123,15 +152,24 @@ impl BodyState {
     /// Decode what is buffered (chunked); returns bytes of body now ready without I/O.
     fn decode_buffered(&mut self) -> io::Result<usize> {
         match &mut self.kind {
-            Kind::Length { remaining } => Ok(((self.buf.len() - self.pos) as u64).min(*remaining) as usize),
-            Kind::Chunked { dec, done, decoded, dpos } => {
+            Kind::Length { remaining } => {
+                Ok(((self.buf.len() - self.pos) as u64).min(*remaining) as usize)
+            }
+            Kind::Chunked {
+                dec,
+                done,
+                decoded,
+                dpos,
+            } => {
                 if *dpos > 0 && *dpos == decoded.len() {
                     decoded.clear();
                     *dpos = 0;
                 }
                 while !*done && self.pos < self.buf.len() {
                     let input = &self.buf[self.pos..];
-                    let (used, ev) = dec.decode(input).map_err(|e| invalid(format!("bad chunked body: {e}")))?;
+                    let (used, ev) = dec
+                        .decode(input)
+                        .map_err(|e| invalid(format!("bad chunked body: {e}")))?;
                     match ev {
                         Chunk::Data(r) => decoded.extend_from_slice(&input[r]),
                         Chunk::End => *done = true,
@@ -194,8 +232,14 @@ impl BodyState {
         }
         self.make_room();
         let want = self.read_size();
-        match self.stream.read_buf_blocking(&mut self.buf, want, self.timeout) {
-            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed before the end of the request body")),
+        match self
+            .stream
+            .read_buf_blocking(&mut self.buf, want, self.timeout)
+        {
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "client closed before the end of the request body",
+            )),
             Ok(_) => Ok(()),
             Err(e) => Err(e),
         }
@@ -257,9 +301,20 @@ impl BodyState {
             }
             self.make_room();
             let want = self.read_size();
-            let n = self.stream.read_buf(&mut self.buf, want, self.timeout, "reading the request body").await?;
+            let n = self
+                .stream
+                .read_buf(
+                    &mut self.buf,
+                    want,
+                    self.timeout,
+                    "reading the request body",
+                )
+                .await?;
             if n == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "client closed before the end of the request body"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "client closed before the end of the request body",
+                ));
             }
         }
     }
@@ -282,7 +337,15 @@ impl BodyState {
             if n == 0 {
                 self.make_room();
                 let want = self.read_size();
-                let got = self.stream.read_buf(&mut self.buf, want, self.timeout, "reading the request body").await?;
+                let got = self
+                    .stream
+                    .read_buf(
+                        &mut self.buf,
+                        want,
+                        self.timeout,
+                        "reading the request body",
+                    )
+                    .await?;
                 if got == 0 {
                     return Ok(false);
                 }
@@ -319,7 +382,15 @@ impl Body {
                 let stream = g.stream.clone();
                 let (buf, pos) = g.take_leftover();
                 let kind = std::mem::replace(&mut g.kind, Kind::Length { remaining: 0 });
-                BodyState { stream, buf, pos, kind, timeout: g.timeout, continue_pending: g.continue_pending, delivered: g.delivered }
+                BodyState {
+                    stream,
+                    buf,
+                    pos,
+                    kind,
+                    timeout: g.timeout,
+                    continue_pending: g.continue_pending,
+                    delivered: g.delivered,
+                }
             }
         }
     }

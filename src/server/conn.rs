@@ -29,7 +29,10 @@ use velocior_protocol::{uwsgi, Status};
 
 use super::body::{Body, BodyState};
 use super::stream::Stream;
-use super::{count_request, ConnInfo, Dispatch, Piece, Protocol, Request, RequestKind, Responder, Service, Shared, Step, WireProtocol};
+use super::{
+    count_request, ConnInfo, Dispatch, Piece, Protocol, Request, RequestKind, Responder, Service,
+    Shared, Step, WireProtocol,
+};
 
 /// Flush the write buffer once it holds this much, even mid-batch.
 const WBUF_FLUSH: usize = 64 * 1024;
@@ -88,7 +91,11 @@ enum Wait {
 
 pub(crate) async fn run<S: Service>(stream: Stream, info: ConnInfo, shared: Rc<Shared<S>>) {
     shared.open.set(shared.open.get() + 1);
-    let kick = Rc::new(Kick { phase: Cell::new(READING_HEAD), kicked: Cell::new(false), event: Event::new() });
+    let kick = Rc::new(Kick {
+        phase: Cell::new(READING_HEAD),
+        kicked: Cell::new(false),
+        event: Event::new(),
+    });
     let id = shared.waiting.borrow_mut().add(kick.clone());
     let guard = ConnGuard { shared, kick, id };
     let stream = Arc::new(stream);
@@ -127,7 +134,10 @@ struct Conn<'a, S: Service> {
 impl<S: Service> Conn<'_, S> {
     async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
-            let r = self.stream.write_all(&self.wbuf, self.shared.config.write_timeout).await;
+            let r = self
+                .stream
+                .write_all(&self.wbuf, self.shared.config.write_timeout)
+                .await;
             self.wbuf.clear();
             r?;
         }
@@ -186,8 +196,14 @@ impl<S: Service> Conn<'_, S> {
 
     /// Answer a protocol error with its canned response and close.
     async fn reject(&mut self, status: u16, what: &str) -> io::Result<()> {
-        let peer = self.info.peer.map(|p| p.to_string()).unwrap_or_else(|| "unix socket".into());
-        self.shared.service.log_error(&format!("{what} from {peer}: answered {status}, closing"));
+        let peer = self
+            .info
+            .peer
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "unix socket".into());
+        self.shared
+            .service
+            .log_error(&format!("{what} from {peer}: answered {status}, closing"));
         self.wbuf.extend_from_slice(canned_response(status));
         self.flush().await?;
         self.close_gracefully().await;
@@ -203,7 +219,11 @@ impl<S: Service> Conn<'_, S> {
         let mut budget: usize = 1 << 20;
         while budget > 0 {
             let r = futures_lite::future::or(
-                async { self.stream.read(&mut sink, Duration::from_secs(2), "closing").await },
+                async {
+                    self.stream
+                        .read(&mut sink, Duration::from_secs(2), "closing")
+                        .await
+                },
                 async {
                     Timer::at(deadline).await;
                     Ok(0)
@@ -229,10 +249,18 @@ impl<S: Service> Conn<'_, S> {
             // 1. A complete request head.
             let head = loop {
                 if self.pos < self.buf.len() {
-                    match http1::parse_request_head(&self.buf[self.pos..], &cfg.limits, &mut headers) {
+                    match http1::parse_request_head(
+                        &self.buf[self.pos..],
+                        &cfg.limits,
+                        &mut headers,
+                    ) {
                         Ok(Status::Complete(h)) => break h,
                         Ok(Status::Partial) => {}
-                        Err(e) => return self.reject(e.kind.status(), &format!("bad request ({e})")).await,
+                        Err(e) => {
+                            return self
+                                .reject(e.kind.status(), &format!("bad request ({e})"))
+                                .await
+                        }
                     }
                 }
                 self.flush().await?;
@@ -241,10 +269,19 @@ impl<S: Service> Conn<'_, S> {
                 if idle && shared.control.state() >= 1 {
                     return Ok(());
                 }
-                self.kick.phase.set(if idle && !first { IDLE } else { READING_HEAD });
-                let limit = if idle && !first { cfg.keepalive_timeout } else { cfg.header_timeout };
+                self.kick
+                    .phase
+                    .set(if idle && !first { IDLE } else { READING_HEAD });
+                let limit = if idle && !first {
+                    cfg.keepalive_timeout
+                } else {
+                    cfg.header_timeout
+                };
                 let since = *started.get_or_insert_with(Instant::now);
-                match self.wait_input(since + limit, !(idle && just_answered)).await? {
+                match self
+                    .wait_input(since + limit, !(idle && just_answered))
+                    .await?
+                {
                     Wait::Data => {}
                     Wait::Eof | Wait::Kicked => return Ok(()),
                     Wait::TimedOut => {
@@ -261,7 +298,11 @@ impl<S: Service> Conn<'_, S> {
             let hbuf = &self.buf[head_start..head_end];
             let framing = match http1::request_framing(&head, hbuf, &headers) {
                 Ok(f) => f,
-                Err(e) => return self.reject(e.kind.status(), &format!("bad request ({e})")).await,
+                Err(e) => {
+                    return self
+                        .reject(e.kind.status(), &format!("bad request ({e})"))
+                        .await
+                }
             };
             if let Err(e) = http1::check_host(&head, hbuf, &headers) {
                 // The message itself is well framed: take in its (small) body first, so that a
@@ -269,17 +310,31 @@ impl<S: Service> Conn<'_, S> {
                 if framing.body != BodyKind::None && !framing.expect_continue {
                     let rest = self.buf[head_end..].to_vec();
                     let mut st = match framing.body {
-                        BodyKind::Length(n) => BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout),
-                        _ => BodyState::chunked(self.stream.clone(), rest, 0, &cfg.limits, cfg.body_timeout),
+                        BodyKind::Length(n) => {
+                            BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout)
+                        }
+                        _ => BodyState::chunked(
+                            self.stream.clone(),
+                            rest,
+                            0,
+                            &cfg.limits,
+                            cfg.body_timeout,
+                        ),
                     };
                     if !matches!(st.drain(DRAIN_LIMIT).await, Ok(true)) {
                         return Ok(());
                     }
                 }
-                return self.reject(e.kind.status(), &format!("bad request ({e})")).await;
+                return self
+                    .reject(e.kind.status(), &format!("bad request ({e})"))
+                    .await;
             }
             let mut keep_alive = framing.keep_alive && shared.control.state() == 0;
-            let wire = if head.version == Version::Http11 { WireProtocol::Http11 } else { WireProtocol::Http10 };
+            let wire = if head.version == Version::Http11 {
+                WireProtocol::Http11
+            } else {
+                WireProtocol::Http10
+            };
 
             // 2. The body: lend it the bytes after the head.
             let body = match framing.body {
@@ -288,8 +343,16 @@ impl<S: Service> Conn<'_, S> {
                     let rest = self.buf[head_end..].to_vec();
                     self.buf.truncate(head_end);
                     let mut st = match kind {
-                        BodyKind::Length(n) => BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout),
-                        _ => BodyState::chunked(self.stream.clone(), rest, 0, &cfg.limits, cfg.body_timeout),
+                        BodyKind::Length(n) => {
+                            BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout)
+                        }
+                        _ => BodyState::chunked(
+                            self.stream.clone(),
+                            rest,
+                            0,
+                            &cfg.limits,
+                            cfg.body_timeout,
+                        ),
                     };
                     if framing.expect_continue && !st.fully_buffered() {
                         st.set_continue_pending(true);
@@ -308,7 +371,10 @@ impl<S: Service> Conn<'_, S> {
             let req = Request {
                 buf: hbuf,
                 date: shared.date.get(),
-                kind: RequestKind::Http { head: &head, headers: &headers },
+                kind: RequestKind::Http {
+                    head: &head,
+                    headers: &headers,
+                },
                 conn: &self.info,
                 keep_alive,
             };
@@ -316,7 +382,9 @@ impl<S: Service> Conn<'_, S> {
                 native_response(&shared, &req, wire, &mut self.wbuf);
                 true
             } else {
-                let d = shared.service.dispatch(&req, wire, body.clone(), &mut self.wbuf);
+                let d = shared
+                    .service
+                    .dispatch(&req, wire, body.clone(), &mut self.wbuf);
                 match self.drive(d).await {
                     Some(ka) => {
                         keep_alive &= ka;
@@ -372,14 +440,20 @@ impl<S: Service> Conn<'_, S> {
                 match uwsgi::parse(&self.buf, &cfg.limits, &mut vars) {
                     Ok(Status::Complete(h)) => break h,
                     Ok(Status::Partial) => {}
-                    Err(e) => return self.reject(e.kind.status(), &format!("malformed uwsgi packet ({e})")).await,
+                    Err(e) => {
+                        return self
+                            .reject(e.kind.status(), &format!("malformed uwsgi packet ({e})"))
+                            .await
+                    }
                 }
             }
             match self.wait_input(started + cfg.header_timeout, true).await? {
                 Wait::Data => {}
                 Wait::Eof | Wait::Kicked => return Ok(()),
                 Wait::TimedOut => {
-                    shared.service.log_error("uwsgi packet not received in time: closing");
+                    shared
+                        .service
+                        .log_error("uwsgi packet not received in time: closing");
                     return Ok(());
                 }
             }
@@ -389,7 +463,13 @@ impl<S: Service> Conn<'_, S> {
         let body = if head.content_length > 0 {
             let rest = self.buf[head_end..].to_vec();
             self.buf.truncate(head_end);
-            let mut st = BodyState::length(self.stream.clone(), rest, 0, head.content_length, cfg.body_timeout);
+            let mut st = BodyState::length(
+                self.stream.clone(),
+                rest,
+                0,
+                head.content_length,
+                cfg.body_timeout,
+            );
             st.preload(cfg.max_body_in_memory).await?;
             Some(Body::new(st))
         } else {
@@ -406,7 +486,9 @@ impl<S: Service> Conn<'_, S> {
             native_response(&shared, &req, WireProtocol::Uwsgi, &mut self.wbuf);
             true
         } else {
-            let d = shared.service.dispatch(&req, WireProtocol::Uwsgi, body, &mut self.wbuf);
+            let d = shared
+                .service
+                .dispatch(&req, WireProtocol::Uwsgi, body, &mut self.wbuf);
             self.drive(d).await.is_some()
         };
         count_request(&shared);
@@ -461,7 +543,9 @@ impl<S: Service> Conn<'_, S> {
                         r.is_err()
                     }
                     Ok(Piece::File { file, offset, len }) => match self.flush().await {
-                        Ok(()) => !matches!(self.stream.sendfile(&file, offset, len, wt).await, Ok(n) if n == len),
+                        Ok(()) => {
+                            !matches!(self.stream.sendfile(&file, offset, len, wt).await, Ok(n) if n == len)
+                        }
                         Err(_) => true,
                     },
                     Ok(Piece::Abort) | Err(_) => {
@@ -479,9 +563,16 @@ impl<S: Service> Conn<'_, S> {
 }
 
 /// The benchmark floor: a fixed answer, no Python.
-fn native_response<S: Service>(shared: &Shared<S>, req: &Request<'_>, wire: WireProtocol, out: &mut Vec<u8>) {
+fn native_response<S: Service>(
+    shared: &Shared<S>,
+    req: &Request<'_>,
+    wire: WireProtocol,
+    out: &mut Vec<u8>,
+) {
     let head_only = req.is_head();
-    out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: ");
+    out.extend_from_slice(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\nDate: ",
+    );
     out.extend_from_slice(&req.date);
     if let Some(s) = &shared.config.server_header {
         out.extend_from_slice(b"\r\nServer: ");

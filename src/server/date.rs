@@ -17,7 +17,9 @@ impl Default for DateCache {
 
 impl DateCache {
     pub fn new() -> Self {
-        DateCache { value: Cell::new(format_now()) }
+        DateCache {
+            value: Cell::new(format_now()),
+        }
     }
     pub fn refresh(&self) {
         self.value.set(format_now());
@@ -28,7 +30,10 @@ impl DateCache {
 }
 
 pub fn format_now() -> [u8; DATE_LEN] {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     format_http_date(secs)
 }
 
@@ -76,7 +81,15 @@ pub fn civil(secs: u64) -> Civil {
 /// "Sun, 06 Nov 1994 08:49:37 GMT" for a Unix time.
 pub fn format_http_date(secs: u64) -> [u8; DATE_LEN] {
     const DAYS: [&[u8; 3]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
-    let Civil { year, month, day, hour: h, minute: m, second: s, weekday_from_thu } = civil(secs);
+    let Civil {
+        year,
+        month,
+        day,
+        hour: h,
+        minute: m,
+        second: s,
+        weekday_from_thu,
+    } = civil(secs);
     let weekday = DAYS[weekday_from_thu];
     let mut out = [0u8; DATE_LEN];
     out[..3].copy_from_slice(weekday);
@@ -108,9 +121,18 @@ mod tests {
 
     #[test]
     fn known_dates() {
-        assert_eq!(&format_http_date(784_111_777), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(
+            &format_http_date(784_111_777),
+            b"Sun, 06 Nov 1994 08:49:37 GMT"
+        );
         assert_eq!(&format_http_date(0), b"Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(&format_http_date(951_782_400), b"Tue, 29 Feb 2000 00:00:00 GMT");
-        assert_eq!(&format_http_date(1_798_761_599), b"Thu, 31 Dec 2026 23:59:59 GMT");
+        assert_eq!(
+            &format_http_date(951_782_400),
+            b"Tue, 29 Feb 2000 00:00:00 GMT"
+        );
+        assert_eq!(
+            &format_http_date(1_798_761_599),
+            b"Thu, 31 Dec 2026 23:59:59 GMT"
+        );
     }
 }

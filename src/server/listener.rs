@@ -53,10 +53,16 @@ impl Cidr {
             Some((a, p)) => (a, Some(p)),
             None => (s, None),
         };
-        let addr: IpAddr = a.trim().parse().map_err(|_| format!("invalid address in {s:?}"))?;
+        let addr: IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid address in {s:?}"))?;
         let max = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match p {
-            Some(p) => p.trim().parse::<u8>().map_err(|_| format!("invalid prefix in {s:?}"))?,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .map_err(|_| format!("invalid prefix in {s:?}"))?,
             None => max,
         };
         if prefix > max {
@@ -73,11 +79,19 @@ impl Cidr {
         };
         match (self.addr, ip) {
             (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u32::MAX << (32 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.prefix)
+                };
                 (u32::from(net) & mask) == (u32::from(ip) & mask)
             }
             (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = if self.prefix == 0 { 0 } else { u128::MAX << (128 - self.prefix) };
+                let mask = if self.prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.prefix)
+                };
                 (u128::from(net) & mask) == (u128::from(ip) & mask)
             }
             _ => false,
@@ -106,7 +120,11 @@ impl Listener {
         } else {
             Kind::Tcp(Async::new(unsafe { TcpListener::from_raw_fd(raw) })?)
         };
-        Ok(Listener { kind, protocol: spec.protocol, display: spec.display })
+        Ok(Listener {
+            kind,
+            protocol: spec.protocol,
+            display: spec.display,
+        })
     }
 }
 
@@ -117,10 +135,10 @@ pub(crate) async fn accept_loop<S: Service>(
 ) {
     loop {
         let accepted = match &l.kind {
-            Kind::Tcp(t) => t.accept().await.and_then(|(s, peer)| {
+            Kind::Tcp(t) => t.accept().await.map(|(s, peer)| {
                 let _ = s.get_ref().set_nodelay(true);
                 let local = s.get_ref().local_addr().ok();
-                Ok((Stream::Tcp(s), Some(peer), local))
+                (Stream::Tcp(s), Some(peer), local)
             }),
             Kind::Unix(u) => u.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
         };
@@ -128,14 +146,21 @@ pub(crate) async fn accept_loop<S: Service>(
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: log, back off a little, keep serving what we have.
-                shared.service.log_error(&format!("accept on {} failed: {e}", l.display));
+                shared
+                    .service
+                    .log_error(&format!("accept on {} failed: {e}", l.display));
                 async_io::Timer::after(std::time::Duration::from_millis(50)).await;
                 continue;
             }
         };
         if l.protocol == Protocol::Uwsgi {
             if let Some(peer) = peer {
-                if !shared.config.uwsgi_allow_from.iter().any(|c| c.contains(peer.ip())) {
+                if !shared
+                    .config
+                    .uwsgi_allow_from
+                    .iter()
+                    .any(|c| c.contains(peer.ip()))
+                {
                     shared.service.log_error(&format!(
                         "refused uwsgi connection from {} on {}: not in --uwsgi-allow-from",
                         peer.ip(),

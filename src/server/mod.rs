@@ -84,7 +84,11 @@ pub struct ConnInfo {
 }
 
 impl ConnInfo {
-    pub fn new(protocol: Protocol, peer: Option<SocketAddr>, local: Option<SocketAddr>) -> ConnInfo {
+    pub fn new(
+        protocol: Protocol,
+        peer: Option<SocketAddr>,
+        local: Option<SocketAddr>,
+    ) -> ConnInfo {
         let (peer_ip, peer_port) = match peer {
             Some(p) => {
                 let ip = match p.ip() {
@@ -95,7 +99,13 @@ impl ConnInfo {
             }
             None => (String::new(), String::new()),
         };
-        ConnInfo { protocol, peer, local, peer_ip, peer_port }
+        ConnInfo {
+            protocol,
+            peer,
+            local,
+            peer_ip,
+            peer_port,
+        }
     }
 }
 
@@ -111,8 +121,13 @@ pub struct Request<'a> {
 }
 
 pub enum RequestKind<'a> {
-    Http { head: &'a RequestHead, headers: &'a [Header] },
-    Uwsgi { vars: &'a [UwsgiVar] },
+    Http {
+        head: &'a RequestHead,
+        headers: &'a [Header],
+    },
+    Uwsgi {
+        vars: &'a [UwsgiVar],
+    },
 }
 
 impl Request<'_> {
@@ -183,8 +198,9 @@ pub trait Service: 'static {
     fn log_error(&self, msg: &str);
     /// Log a line at info level on the error logger (startup, shutdown).
     fn log_info(&self, msg: &str);
-    /// A wakeup-fd byte arrived: run pending signal handlers. `Err` means stop at once.
-    fn check_signals(&self) -> Result<(), ()>;
+    /// A wakeup-fd byte arrived: run pending signal handlers. False means a handler raised:
+    /// stop at once.
+    fn check_signals(&self) -> bool;
 }
 
 /// Stop requests, from any thread (signal handlers run on the loop thread, `stop()` from anywhere).
@@ -335,7 +351,11 @@ pub fn run<S: Service>(
         async move {
             let mut accept_tasks = Vec::new();
             for l in bound {
-                shared.service.log_info(&format!("listening on {} ({})", l.display, l.protocol.name()));
+                shared.service.log_info(&format!(
+                    "listening on {} ({})",
+                    l.display,
+                    l.protocol.name()
+                ));
                 accept_tasks.push(ex2.spawn(listener::accept_loop(l, shared.clone(), ex2.clone())));
             }
             if let Some(fd) = wakeup_fd {
@@ -343,7 +363,9 @@ pub fn run<S: Service>(
                 let signal_error = signal_error.clone();
                 ex2.spawn(async move {
                     if let Err(e) = watch_signals(fd, &shared).await {
-                        shared.service.log_error(&format!("signal wakeup fd failed: {e}"));
+                        shared
+                            .service
+                            .log_error(&format!("signal wakeup fd failed: {e}"));
                     } else {
                         signal_error.set(true);
                         shared.control.stop(false);
@@ -423,11 +445,16 @@ async fn watch_signals<S: Service>(fd: RawFd, shared: &Rc<Shared<S>>) -> std::io
     let pipe = async_io::Async::new(file)?;
     let mut buf = [0u8; 64];
     loop {
-        let n = pipe.read_with(|f| std::io::Read::read(&mut &*f, &mut buf)).await?;
+        let n = pipe
+            .read_with(|f| std::io::Read::read(&mut &*f, &mut buf))
+            .await?;
         if n == 0 {
-            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed"));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed",
+            ));
         }
-        if shared.service.check_signals().is_err() {
+        if !shared.service.check_signals() {
             return Ok(());
         }
     }

@@ -45,8 +45,8 @@ impl Stream {
     /// One non-blocking read attempt.
     pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s.get_ref()).read(buf),
-            Stream::Unix(s) => (&*s.get_ref()).read(buf),
+            Stream::Tcp(s) => s.get_ref().read(buf),
+            Stream::Unix(s) => s.get_ref().read(buf),
         }
     }
 
@@ -68,15 +68,15 @@ impl Stream {
     /// One non-blocking write attempt.
     pub fn try_write(&self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s.get_ref()).write(buf),
-            Stream::Unix(s) => (&*s.get_ref()).write(buf),
+            Stream::Tcp(s) => s.get_ref().write(buf),
+            Stream::Unix(s) => s.get_ref().write(buf),
         }
     }
 
     fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(s) => (&*s.get_ref()).write_vectored(bufs),
-            Stream::Unix(s) => (&*s.get_ref()).write_vectored(bufs),
+            Stream::Tcp(s) => s.get_ref().write_vectored(bufs),
+            Stream::Unix(s) => s.get_ref().write_vectored(bufs),
         }
     }
 
@@ -108,7 +108,13 @@ impl Stream {
     }
 
     /// Append at most `max` bytes to `buf`, waiting at most `d` for them. Ok(0) is EOF.
-    pub async fn read_buf(&self, buf: &mut Vec<u8>, max: usize, d: Duration, what: &str) -> io::Result<usize> {
+    pub async fn read_buf(
+        &self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        d: Duration,
+        what: &str,
+    ) -> io::Result<usize> {
         if buf.capacity() - buf.len() < max {
             buf.reserve(max);
         }
@@ -124,7 +130,12 @@ impl Stream {
     }
 
     /// Blocking `read_buf` for `wsgi.input` (called without the GIL, from the app's thread).
-    pub fn read_buf_blocking(&self, buf: &mut Vec<u8>, max: usize, d: Duration) -> io::Result<usize> {
+    pub fn read_buf_blocking(
+        &self,
+        buf: &mut Vec<u8>,
+        max: usize,
+        d: Duration,
+    ) -> io::Result<usize> {
         if buf.capacity() - buf.len() < max {
             buf.reserve(max);
         }
@@ -181,7 +192,13 @@ impl Stream {
     }
 
     /// sendfile(2) `len` bytes of `file` from `offset`. Returns the bytes sent (less only on EOF).
-    pub async fn sendfile(&self, file: &File, offset: u64, len: u64, d: Duration) -> io::Result<u64> {
+    pub async fn sendfile(
+        &self,
+        file: &File,
+        offset: u64,
+        len: u64,
+        d: Duration,
+    ) -> io::Result<u64> {
         let mut off = offset as libc::off_t;
         let mut left = len;
         while left > 0 {

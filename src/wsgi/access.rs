@@ -18,10 +18,19 @@ pub struct AccessInfo {
 impl AccessInfo {
     /// `127.0.0.1 - - [26/Nov/2026:07:47:42 +0000] "GET / HTTP/1.1" 200 13 "-" "curl/8"`
     pub fn line(&self, status: u16, bytes: u64) -> String {
-        let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let secs = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let c = civil(secs);
         let month = std::str::from_utf8(MONTHS[c.month - 1]).unwrap_or("???");
-        let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.replace('"', "\\\"") };
+        let dash = |s: &str| {
+            if s.is_empty() {
+                "-".to_string()
+            } else {
+                s.replace('"', "\\\"")
+            }
+        };
         let mut out = String::with_capacity(160);
         let _ = write!(
             out,

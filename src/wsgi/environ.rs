@@ -29,14 +29,23 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
     // SAFETY: the pointer and length describe a live slice; latin-1 decoding cannot fail (only
     // memory exhaustion, where from_owned_ptr panics into a Python exception).
     unsafe {
-        let ptr = ffi::PyUnicode_DecodeLatin1(b.as_ptr().cast(), b.len() as ffi::Py_ssize_t, std::ptr::null());
+        let ptr = ffi::PyUnicode_DecodeLatin1(
+            b.as_ptr().cast(),
+            b.len() as ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
         Bound::from_owned_ptr(py, ptr).downcast_into_unchecked()
     }
 }
 
 impl EnvBuilder {
     pub fn new(template: Py<PyDict>, empty_input: Py<Input>) -> Self {
-        EnvBuilder { template, empty_input, keys: RefCell::new(HashMap::new()), scratch: RefCell::new(Vec::new()) }
+        EnvBuilder {
+            template,
+            empty_input,
+            keys: RefCell::new(HashMap::new()),
+            scratch: RefCell::new(Vec::new()),
+        }
     }
 
     /// The environ key for an HTTP header name, or a uwsgi var name as it is.
@@ -47,7 +56,13 @@ impl EnvBuilder {
         let s = if http {
             let mut k = Vec::with_capacity(raw.len() + 5);
             k.extend_from_slice(b"HTTP_");
-            k.extend(raw.iter().map(|&c| if c == b'-' { b'_' } else { c.to_ascii_uppercase() }));
+            k.extend(raw.iter().map(|&c| {
+                if c == b'-' {
+                    b'_'
+                } else {
+                    c.to_ascii_uppercase()
+                }
+            }));
             latin1(py, &k)
         } else {
             latin1(py, raw)
@@ -66,12 +81,20 @@ impl EnvBuilder {
         })
     }
 
-    pub fn build<'py>(&self, py: Python<'py>, req: &Request<'_>, body: Option<Body>) -> PyResult<Bound<'py, PyDict>> {
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        req: &Request<'_>,
+        body: Option<Body>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let env = self.template.bind(py).copy()?;
         match &req.kind {
             RequestKind::Http { head, headers } => {
                 let buf = req.buf;
-                env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method.get(buf)))?;
+                env.set_item(
+                    intern!(py, "REQUEST_METHOD"),
+                    method(py, head.method.get(buf)),
+                )?;
                 let raw_path = head.path.get(buf);
                 let path = if raw_path.contains(&b'%') {
                     let mut scratch = self.scratch.borrow_mut();
@@ -111,7 +134,12 @@ impl EnvBuilder {
                         host = Some(value);
                     }
                     let key = self.key(py, name, true);
-                    set_or_join(&env, &key, latin1(py, value), name.eq_ignore_ascii_case(b"cookie"))?;
+                    set_or_join(
+                        &env,
+                        &key,
+                        latin1(py, value),
+                        name.eq_ignore_ascii_case(b"cookie"),
+                    )?;
                 }
                 if body.is_some() && env.get_item(intern!(py, "CONTENT_LENGTH"))?.is_none() {
                     // A chunked body: its length is not known in advance.
@@ -139,7 +167,12 @@ impl EnvBuilder {
                 if https {
                     env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
                 }
-                for (k, default) in [("REQUEST_METHOD", "GET"), ("PATH_INFO", ""), ("QUERY_STRING", ""), ("SERVER_PROTOCOL", "HTTP/1.1")] {
+                for (k, default) in [
+                    ("REQUEST_METHOD", "GET"),
+                    ("PATH_INFO", ""),
+                    ("QUERY_STRING", ""),
+                    ("SERVER_PROTOCOL", "HTTP/1.1"),
+                ] {
                     let key = PyString::new(py, k);
                     if env.get_item(&key)?.is_none() {
                         env.set_item(key, default)?;
@@ -157,11 +190,20 @@ impl EnvBuilder {
 
 extern "C" {
     // Part of CPython's C API (all supported versions); pyo3's ffi does not declare it.
-    fn PyDict_SetDefault(d: *mut ffi::PyObject, key: *mut ffi::PyObject, default: *mut ffi::PyObject) -> *mut ffi::PyObject;
+    fn PyDict_SetDefault(
+        d: *mut ffi::PyObject,
+        key: *mut ffi::PyObject,
+        default: *mut ffi::PyObject,
+    ) -> *mut ffi::PyObject;
 }
 
 /// Set `key`, or join with the value already there (a repeated header or var).
-fn set_or_join(env: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, value: Bound<'_, PyString>, cookie: bool) -> PyResult<()> {
+fn set_or_join(
+    env: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyString>,
+    value: Bound<'_, PyString>,
+    cookie: bool,
+) -> PyResult<()> {
     // SAFETY: valid dict, key and value; PyDict_SetDefault returns a borrowed reference.
     let existing = unsafe { PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr()) };
     if existing.is_null() {
@@ -170,7 +212,12 @@ fn set_or_join(env: &Bound<'_, PyDict>, key: &Bound<'_, PyString>, value: Bound<
     if existing != value.as_ptr() {
         let py = env.py();
         let old = unsafe { Bound::from_borrowed_ptr(py, existing) };
-        let joined = format!("{}{}{}", old.str()?, if cookie { "; " } else { ", " }, value.to_str()?);
+        let joined = format!(
+            "{}{}{}",
+            old.str()?,
+            if cookie { "; " } else { ", " },
+            value.to_str()?
+        );
         env.set_item(key, PyString::new(py, &joined))?;
     }
     Ok(())
@@ -187,12 +234,22 @@ fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, host: Option<&[u8]>, conn: &ConnInfo) -> PyResult<()> {
+fn server_name_port(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    host: Option<&[u8]>,
+    conn: &ConnInfo,
+) -> PyResult<()> {
     // Host first (name and optional port; an IPv6 literal keeps its brackets), else the socket.
-    let (name, port): (Bound<'_, PyString>, Option<Bound<'_, PyString>>) = match host.filter(|h| !h.is_empty()) {
+    let (name, port): (Bound<'_, PyString>, Option<Bound<'_, PyString>>) = match host
+        .filter(|h| !h.is_empty())
+    {
         Some(h) => {
             let split = if h[0] == b'[' {
-                h.iter().position(|&c| c == b']').map(|i| i + 1).filter(|&i| h.get(i) == Some(&b':'))
+                h.iter()
+                    .position(|&c| c == b']')
+                    .map(|i| i + 1)
+                    .filter(|&i| h.get(i) == Some(&b':'))
             } else {
                 h.iter().rposition(|&c| c == b':')
             };
@@ -203,7 +260,10 @@ fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, host: Option<&[u8]>
             }
         }
         None => match conn.local {
-            Some(a) => (PyString::new(py, &a.ip().to_string()), Some(PyString::new(py, &a.port().to_string()))),
+            Some(a) => (
+                PyString::new(py, &a.ip().to_string()),
+                Some(PyString::new(py, &a.port().to_string())),
+            ),
             None => (PyString::new(py, "localhost"), None),
         },
     };
@@ -224,7 +284,10 @@ fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, host: Option<&[u8]>
 fn remote(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
     if conn.peer.is_some() {
         env.set_item(intern!(py, "REMOTE_ADDR"), PyString::new(py, &conn.peer_ip))?;
-        env.set_item(intern!(py, "REMOTE_PORT"), PyString::new(py, &conn.peer_port))?;
+        env.set_item(
+            intern!(py, "REMOTE_PORT"),
+            PyString::new(py, &conn.peer_port),
+        )?;
     }
     Ok(())
 }

@@ -15,7 +15,10 @@ impl FileWrapper {
     #[new]
     #[pyo3(signature = (filelike, blksize=8192))]
     fn new(filelike: Py<PyAny>, blksize: usize) -> Self {
-        FileWrapper { filelike, blksize: blksize.max(1) }
+        FileWrapper {
+            filelike,
+            blksize: blksize.max(1),
+        }
     }
 
     fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
@@ -23,7 +26,10 @@ impl FileWrapper {
     }
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let data = self.filelike.bind(py).call_method1(pyo3::intern!(py, "read"), (self.blksize,))?;
+        let data = self
+            .filelike
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "read"), (self.blksize,))?;
         let empty = match data.downcast::<PyBytes>() {
             Ok(b) => b.as_bytes().is_empty(),
             Err(_) => data.len().map(|n| n == 0).unwrap_or(false),

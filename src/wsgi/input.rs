@@ -27,12 +27,18 @@ impl Input {
         py: Python<'_>,
         f: impl FnOnce(&mut BodyState) -> io::Result<T> + Send,
     ) -> PyResult<T> {
-        let Some(body) = &self.body else { return Ok(T::default()) };
+        let Some(body) = &self.body else {
+            return Ok(T::default());
+        };
         let needs_io = {
             let g = body.lock();
             !g.fully_buffered() || g.continue_pending()
         };
-        let r = if needs_io { py.allow_threads(|| f(&mut body.lock())) } else { f(&mut body.lock()) };
+        let r = if needs_io {
+            py.allow_threads(|| f(&mut body.lock()))
+        } else {
+            f(&mut body.lock())
+        };
         r.map_err(|e| match e.kind() {
             io::ErrorKind::TimedOut => PyTimeoutError::new_err(format!("wsgi.input: {e}")),
             _ => PyIOError::new_err(format!("wsgi.input: {e}")),
@@ -63,7 +69,10 @@ impl Input {
     }
 
     fn line_vec(&self, py: Python<'_>, size: Option<isize>) -> PyResult<Vec<u8>> {
-        let max = size.filter(|s| *s >= 0).map(|s| s as usize).unwrap_or(usize::MAX);
+        let max = size
+            .filter(|s| *s >= 0)
+            .map(|s| s as usize)
+            .unwrap_or(usize::MAX);
         self.run(py, move |b| {
             let mut out = Vec::new();
             b.read_line(max, &mut out)?;
@@ -111,7 +120,11 @@ impl Input {
 
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let line = self.line_vec(py, None)?;
-        Ok(if line.is_empty() { None } else { Some(PyBytes::new(py, &line)) })
+        Ok(if line.is_empty() {
+            None
+        } else {
+            Some(PyBytes::new(py, &line))
+        })
     }
 
     fn readable(&self) -> bool {

@@ -21,7 +21,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use velocior_protocol::http1::Version;
 
-use crate::server::{Body, Dispatch, Piece, Request, RequestKind, Responder, Service, Step, WireProtocol};
+use crate::server::{
+    Body, Dispatch, Piece, Request, RequestKind, Responder, Service, Step, WireProtocol,
+};
 pub use access::AccessInfo;
 use environ::EnvBuilder;
 use input::Input;
@@ -37,7 +39,10 @@ pub struct Common {
 
 impl Common {
     pub fn log_error(&self, py: Python<'_>, msg: &str) {
-        let _ = self.error_logger.bind(py).call_method1(pyo3::intern!(py, "error"), (msg,));
+        let _ = self
+            .error_logger
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "error"), (msg,));
     }
 
     pub fn log_error_gil_held(&self, msg: &str) {
@@ -45,7 +50,10 @@ impl Common {
     }
 
     pub fn log_info(&self, py: Python<'_>, msg: &str) {
-        let _ = self.error_logger.bind(py).call_method1(pyo3::intern!(py, "info"), (msg,));
+        let _ = self
+            .error_logger
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "info"), (msg,));
     }
 
     /// An error line with the exception's traceback (never sent to the client).
@@ -54,7 +62,11 @@ impl Common {
         // A (type, value, traceback) tuple: the traceback is kept apart from the value in PyErr.
         let exc_info = (err.get_type(py), err.value(py), err.traceback(py));
         let _ = kwargs.set_item("exc_info", exc_info);
-        let r = self.error_logger.bind(py).call_method(pyo3::intern!(py, "error"), (msg,), Some(&kwargs));
+        let r = self.error_logger.bind(py).call_method(
+            pyo3::intern!(py, "error"),
+            (msg,),
+            Some(&kwargs),
+        );
         if r.is_err() {
             err.print(py);
         }
@@ -62,7 +74,10 @@ impl Common {
 
     pub fn log_access(&self, py: Python<'_>, info: &AccessInfo, status: u16, bytes: u64) {
         let line = info.line(status, bytes);
-        let _ = self.access_logger.bind(py).call_method1(pyo3::intern!(py, "info"), (line,));
+        let _ = self
+            .access_logger
+            .bind(py)
+            .call_method1(pyo3::intern!(py, "info"), (line,));
     }
 }
 
@@ -92,10 +107,19 @@ thread_local! {
 }
 
 impl WsgiService {
-    pub fn new(py: Python<'_>, app: Py<PyAny>, opts: &WsgiOptions, signal_error: Arc<Mutex<Option<PyErr>>>) -> PyResult<Self> {
+    pub fn new(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        opts: &WsgiOptions,
+        signal_error: Arc<Mutex<Option<PyErr>>>,
+    ) -> PyResult<Self> {
         let logging = py.import("logging")?;
-        let error_logger = logging.call_method1("getLogger", ("velocior.error",))?.unbind();
-        let access_logger = logging.call_method1("getLogger", ("velocior.access",))?.unbind();
+        let error_logger = logging
+            .call_method1("getLogger", ("velocior.error",))?
+            .unbind();
+        let access_logger = logging
+            .call_method1("getLogger", ("velocior.access",))?
+            .unbind();
         // Presized: the per-request copy keeps the table size, so adding the request's keys
         // never resizes it.
         // SAFETY: returns a new reference or NULL with an exception set.
@@ -110,15 +134,25 @@ impl WsgiService {
         template.set_item("wsgi.multiprocess", opts.multiprocess)?;
         template.set_item("wsgi.run_once", false)?;
         template.set_item("wsgi.input_terminated", true)?;
-        template.set_item("wsgi.file_wrapper", py.get_type::<file_wrapper::FileWrapper>())?;
+        template.set_item(
+            "wsgi.file_wrapper",
+            py.get_type::<file_wrapper::FileWrapper>(),
+        )?;
         template.set_item("SCRIPT_NAME", "")?;
-        template.set_item("SERVER_SOFTWARE", concat!("velocior/", env!("CARGO_PKG_VERSION")))?;
+        template.set_item(
+            "SERVER_SOFTWARE",
+            concat!("velocior/", env!("CARGO_PKG_VERSION")),
+        )?;
         let empty = Py::new(py, Input::new(None))?;
         let watchdog = opts.worker_timeout.map(Watchdog::start);
         let loop_slot = watchdog.as_ref().map(|w| w.slot());
         Ok(WsgiService {
             app,
-            common: Arc::new(Common { error_logger, access_logger, server_header: opts.server_header.clone() }),
+            common: Arc::new(Common {
+                error_logger,
+                access_logger,
+                server_header: opts.server_header.clone(),
+            }),
             env: EnvBuilder::new(template.unbind(), empty),
             access_log: opts.access_log,
             pool: (opts.threads > 1).then(|| pool::Pool::new(opts.threads)),
@@ -131,11 +165,19 @@ impl WsgiService {
     fn access_info(&self, req: &Request<'_>) -> AccessInfo {
         let buf = req.buf;
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let remote = req.conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+        let remote = req
+            .conn
+            .peer
+            .map(|p| p.ip().to_string())
+            .unwrap_or_default();
         match &req.kind {
             RequestKind::Http { head, headers } => {
                 let find = |name: &[u8]| {
-                    headers.iter().find(|h| h.name.get(buf).eq_ignore_ascii_case(name)).map(|h| s(h.value.get(buf))).unwrap_or_default()
+                    headers
+                        .iter()
+                        .find(|h| h.name.get(buf).eq_ignore_ascii_case(name))
+                        .map(|h| s(h.value.get(buf)))
+                        .unwrap_or_default()
                 };
                 AccessInfo {
                     remote,
@@ -150,7 +192,12 @@ impl WsgiService {
                 }
             }
             RequestKind::Uwsgi { vars } => {
-                let find = |name: &[u8]| vars.iter().find(|v| v.key.get(buf) == name).map(|v| s(v.value.get(buf))).unwrap_or_default();
+                let find = |name: &[u8]| {
+                    vars.iter()
+                        .find(|v| v.key.get(buf) == name)
+                        .map(|v| s(v.value.get(buf)))
+                        .unwrap_or_default()
+                };
                 let addr = find(b"REMOTE_ADDR");
                 AccessInfo {
                     remote: if addr.is_empty() { remote } else { addr },
@@ -171,10 +218,14 @@ fn run_remote(call: Call, app: Py<PyAny>, tx: async_channel::Sender<Piece>) {
     let mut r: WsgiResponder = Python::with_gil(|py| call.run(py, app.bind(py), &mut out));
     loop {
         let step = r.next(&mut out);
-        let flush = |out: &mut Vec<u8>| -> bool { out.is_empty() || tx.send_blocking(Piece::Data(std::mem::take(out))).is_ok() };
+        let flush = |out: &mut Vec<u8>| -> bool {
+            out.is_empty() || tx.send_blocking(Piece::Data(std::mem::take(out))).is_ok()
+        };
         let ok = match step {
             Step::Data => flush(&mut out),
-            Step::File { file, offset, len } => flush(&mut out) && tx.send_blocking(Piece::File { file, offset, len }).is_ok(),
+            Step::File { file, offset, len } => {
+                flush(&mut out) && tx.send_blocking(Piece::File { file, offset, len }).is_ok()
+            }
             Step::Done { keep_alive } => {
                 let _ = flush(&mut out) && tx.send_blocking(Piece::Done { keep_alive }).is_ok();
                 return;
@@ -195,14 +246,25 @@ fn run_remote(call: Call, app: Py<PyAny>, tx: async_channel::Sender<Piece>) {
 impl Service for WsgiService {
     type Responder = WsgiResponder;
 
-    fn dispatch(&self, req: &Request<'_>, wire: WireProtocol, body: Option<Body>, out: &mut Vec<u8>) -> Dispatch<WsgiResponder> {
+    fn dispatch(
+        &self,
+        req: &Request<'_>,
+        wire: WireProtocol,
+        body: Option<Body>,
+        out: &mut Vec<u8>,
+    ) -> Dispatch<WsgiResponder> {
         Python::with_gil(|py| {
             let info = (self.access_log || self.watchdog.is_some()).then(|| self.access_info(req));
-            let label = self.watchdog.as_ref().and(info.as_ref()).map(|i| format!("{} {}", i.method, i.target));
+            let label = self
+                .watchdog
+                .as_ref()
+                .and(info.as_ref())
+                .map(|i| format!("{} {}", i.method, i.target));
             let environ = match self.env.build(py, req, body) {
                 Ok(e) => e.unbind(),
                 Err(e) => {
-                    self.common.log_exception(py, "could not build the WSGI environ", e);
+                    self.common
+                        .log_exception(py, "could not build the WSGI environ", e);
                     out.extend_from_slice(velocior_protocol::response::canned_response(500));
                     return Dispatch::Inline(WsgiResponder::done(false));
                 }
@@ -220,7 +282,10 @@ impl Service for WsgiService {
             };
             match &self.pool {
                 None => {
-                    let call = Call { slot: self.loop_slot.clone(), ..call };
+                    let call = Call {
+                        slot: self.loop_slot.clone(),
+                        ..call
+                    };
                     if let (Some(s), Some(l)) = (&call.slot, &call.label) {
                         s.set_label(l.clone());
                     }
@@ -231,7 +296,10 @@ impl Service for WsgiService {
                     let app = self.app.clone_ref(py);
                     let watchdog = self.watchdog.clone();
                     pool.submit(Box::new(move || {
-                        let slot = watchdog.map(|w| THREAD_SLOT.with(|s| s.borrow_mut().get_or_insert_with(|| w.slot()).clone()));
+                        let slot = watchdog.map(|w| {
+                            THREAD_SLOT
+                                .with(|s| s.borrow_mut().get_or_insert_with(|| w.slot()).clone())
+                        });
                         if let (Some(s), Some(l)) = (&slot, &call.label) {
                             s.set_label(l.clone());
                         }
@@ -251,12 +319,12 @@ impl Service for WsgiService {
         Python::with_gil(|py| self.common.log_info(py, msg));
     }
 
-    fn check_signals(&self) -> Result<(), ()> {
+    fn check_signals(&self) -> bool {
         Python::with_gil(|py| match py.check_signals() {
-            Ok(()) => Ok(()),
+            Ok(()) => true,
             Err(e) => {
                 *self.signal_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                Err(())
+                false
             }
         })
     }

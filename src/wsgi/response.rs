@@ -50,7 +50,9 @@ pub struct WsgiResponder {
 
 impl WsgiResponder {
     pub fn done(keep_alive: bool) -> WsgiResponder {
-        WsgiResponder { state: State::Done(keep_alive) }
+        WsgiResponder {
+            state: State::Done(keep_alive),
+        }
     }
 }
 
@@ -108,21 +110,36 @@ impl Call {
         });
         let start = out.len();
         match a.start(py, &result, out) {
-            Ok(Some(ka)) => WsgiResponder { state: State::Done(ka) },
-            Ok(None) => WsgiResponder { state: State::Active(a) },
+            Ok(Some(ka)) => WsgiResponder {
+                state: State::Done(ka),
+            },
+            Ok(None) => WsgiResponder {
+                state: State::Active(a),
+            },
             Err(e) => {
                 out.truncate(start);
-                WsgiResponder { state: a.fail(py, e, out) }
+                WsgiResponder {
+                    state: a.fail(py, e, out),
+                }
             }
         }
     }
 }
 
-fn fail_early(py: Python<'_>, call: &Call, e: PyErr, out: &mut Vec<u8>, what: &str) -> WsgiResponder {
-    call.common.log_exception(py, &format!("{what} handling {}", call.label()), e);
+fn fail_early(
+    py: Python<'_>,
+    call: &Call,
+    e: PyErr,
+    out: &mut Vec<u8>,
+    what: &str,
+) -> WsgiResponder {
+    call.common
+        .log_exception(py, &format!("{what} handling {}", call.label()), e);
     out.extend_from_slice(canned_response(500));
     call.log_access(py, 500, 0);
-    WsgiResponder { state: State::Done(false) }
+    WsgiResponder {
+        state: State::Done(false),
+    }
 }
 
 impl Call {
@@ -131,7 +148,11 @@ impl Call {
         Python::with_gil(|py| {
             let env = self.environ.bind(py);
             let get = |k: &str| {
-                env.get_item(k).ok().flatten().and_then(|v| v.extract::<String>().ok()).unwrap_or_default()
+                env.get_item(k)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.extract::<String>().ok())
+                    .unwrap_or_default()
             };
             format!("{} {}", get("REQUEST_METHOD"), get("PATH_INFO"))
         })
@@ -155,6 +176,9 @@ fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
     }
 }
 
+/// A header's name and value as bytes.
+type HeaderBytes<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
+
 /// A header name or value as latin-1 bytes (borrowed when ASCII, the common case).
 fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
     let t = s.to_str()?;
@@ -165,7 +189,9 @@ fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
     for ch in t.chars() {
         let c = ch as u32;
         if c > 0xFF {
-            return Err(PyValueError::new_err(format!("header text {t:?} is not latin-1")));
+            return Err(PyValueError::new_err(format!(
+                "header text {t:?} is not latin-1"
+            )));
         }
         owned.push(c as u8);
     }
@@ -174,12 +200,21 @@ fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
 
 impl Active {
     /// Returns Some(keep_alive) when the response is complete, None when it streams.
-    fn start(&mut self, py: Python<'_>, result: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<Option<bool>> {
+    fn start(
+        &mut self,
+        py: Python<'_>,
+        result: &Bound<'_, PyAny>,
+        out: &mut Vec<u8>,
+    ) -> PyResult<Option<bool>> {
         if let Ok(list) = result.downcast::<PyList>() {
-            return self.whole(py, list.iter().collect::<Vec<_>>().as_slice(), out).map(Some);
+            return self
+                .whole(py, list.iter().collect::<Vec<_>>().as_slice(), out)
+                .map(Some);
         }
         if let Ok(t) = result.downcast::<PyTuple>() {
-            return self.whole(py, t.iter().collect::<Vec<_>>().as_slice(), out).map(Some);
+            return self
+                .whole(py, t.iter().collect::<Vec<_>>().as_slice(), out)
+                .map(Some);
         }
         if let Ok(fw) = result.downcast::<FileWrapper>() {
             if let Some((file, offset, len)) = real_file(py, fw.get().filelike.bind(py)) {
@@ -201,7 +236,12 @@ impl Active {
     }
 
     /// A list or tuple: the length is known, one head with Content-Length.
-    fn whole(&mut self, py: Python<'_>, items: &[Bound<'_, PyAny>], out: &mut Vec<u8>) -> PyResult<bool> {
+    fn whole(
+        &mut self,
+        py: Python<'_>,
+        items: &[Bound<'_, PyAny>],
+        out: &mut Vec<u8>,
+    ) -> PyResult<bool> {
         let mut total = 0u64;
         for it in items {
             total += as_bytes(it)?.len() as u64;
@@ -220,7 +260,10 @@ impl Active {
         self.finish(py, out)
     }
 
-    fn call_sr<'a>(&'a self, py: Python<'a>) -> std::sync::MutexGuard<'a, super::start_response::SrState> {
+    fn call_sr<'a>(
+        &'a self,
+        py: Python<'a>,
+    ) -> std::sync::MutexGuard<'a, super::start_response::SrState> {
         self.sr.bind(py).get().state()
     }
 
@@ -231,7 +274,11 @@ impl Active {
             st.head_frozen = true;
             match (&st.status, &st.headers) {
                 (Some(s), Some(h)) => (s.clone_ref(py), h.clone_ref(py)),
-                _ => return Err(PyValueError::new_err("the application never called start_response()")),
+                _ => {
+                    return Err(PyValueError::new_err(
+                        "the application never called start_response()",
+                    ))
+                }
             }
         };
         let status = status.bind(py);
@@ -245,19 +292,26 @@ impl Active {
         self.status = code;
         self.no_body = self.call.is_head || code < 200 || code == 204 || code == 304;
         let headers = headers.bind(py);
-        let mut strs: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)> = Vec::with_capacity(headers.len());
+        let mut strs: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)> =
+            Vec::with_capacity(headers.len());
         for item in headers.iter() {
             let t = item
                 .downcast_into::<PyTuple>()
                 .map_err(|_| PyValueError::new_err("headers changed after start_response()"))?;
-            strs.push((t.get_item(0)?.downcast_into::<PyString>()?, t.get_item(1)?.downcast_into::<PyString>()?));
+            strs.push((
+                t.get_item(0)?.downcast_into::<PyString>()?,
+                t.get_item(1)?.downcast_into::<PyString>()?,
+            ));
         }
-        let mut views: Vec<(Cow<'_, [u8]>, Cow<'_, [u8]>)> = Vec::with_capacity(strs.len());
+        let mut views: Vec<HeaderBytes<'_>> = Vec::with_capacity(strs.len());
         for (n, v) in &strs {
             let (n, v) = (latin1_bytes(n)?, latin1_bytes(v)?);
             if name_eq(&n, b"content-length") {
                 let digits = !v.is_empty() && v.iter().all(|c| c.is_ascii_digit());
-                let len = std::str::from_utf8(&v).ok().filter(|_| digits).and_then(|s| s.parse::<u64>().ok());
+                let len = std::str::from_utf8(&v)
+                    .ok()
+                    .filter(|_| digits)
+                    .and_then(|s| s.parse::<u64>().ok());
                 let len = len.ok_or_else(|| {
                     PyValueError::new_err(format!(
                         "invalid Content-Length header {:?} from the application",
@@ -297,7 +351,13 @@ impl Active {
             date: Some(&date),
             server: self.call.common.server_header.as_deref(),
         };
-        encode_response_head(out, &status_bytes, views.iter().map(|(n, v)| (&n[..], &v[..])), &opts).map_err(|e| {
+        encode_response_head(
+            out,
+            &status_bytes,
+            views.iter().map(|(n, v)| (&n[..], &v[..])),
+            &opts,
+        )
+        .map_err(|e| {
             PyValueError::new_err(format!("refused to send the application's headers: {e}"))
         })?;
         self.head_sent = true;
@@ -366,20 +426,23 @@ impl Active {
             if r.is_exact_instance_of::<PyList>() || r.is_exact_instance_of::<PyTuple>() {
                 return; // no close(); looking it up would raise and discard an AttributeError
             }
-            match r.getattr(intern!(py, "close")) {
-                Ok(close) => {
-                    if let Err(e) = close.call0() {
-                        self.call.common.log_exception(py, &format!("{}: the result's close() raised", self.call.label()), e);
-                    }
+            if let Ok(close) = r.getattr(intern!(py, "close")) {
+                if let Err(e) = close.call0() {
+                    self.call.common.log_exception(
+                        py,
+                        &format!("{}: the result's close() raised", self.call.label()),
+                        e,
+                    );
                 }
-                Err(_) => {}
             }
         }
     }
 
     /// An app error: a 500 when nothing was sent yet, else abort the connection.
     fn fail(mut self: Box<Self>, py: Python<'_>, e: PyErr, out: &mut Vec<u8>) -> State {
-        self.call.common.log_exception(py, &format!("error handling {}", self.call.label()), e);
+        self.call
+            .common
+            .log_exception(py, &format!("error handling {}", self.call.label()), e);
         self.close(py);
         if self.head_sent {
             State::Aborted
@@ -412,7 +475,11 @@ impl Active {
             if data.is_empty() && !self.head_sent {
                 continue;
             }
-            let pending: Vec<Py<PyAny>> = if self.head_sent { Vec::new() } else { std::mem::take(&mut self.call_sr(py).written) };
+            let pending: Vec<Py<PyAny>> = if self.head_sent {
+                Vec::new()
+            } else {
+                std::mem::take(&mut self.call_sr(py).written)
+            };
             if !self.head_sent {
                 self.send_head(py, out, None)?;
                 for w in &pending {
@@ -444,7 +511,9 @@ impl Responder for WsgiResponder {
         }
         let start = out.len();
         Python::with_gil(|py| {
-            let State::Active(a) = &mut self.state else { unreachable!() };
+            let State::Active(a) = &mut self.state else {
+                unreachable!()
+            };
             match a.step(py, out) {
                 Ok(None) => Step::Data,
                 Ok(Some(ka)) => {
@@ -457,7 +526,8 @@ impl Responder for WsgiResponder {
                 }
                 Err(e) => {
                     out.truncate(start);
-                    let State::Active(a) = std::mem::replace(&mut self.state, State::Done(false)) else {
+                    let State::Active(a) = std::mem::replace(&mut self.state, State::Done(false))
+                    else {
                         unreachable!()
                     };
                     let head_sent = a.head_sent;
@@ -492,7 +562,9 @@ impl Drop for WsgiResponder {
 fn real_file(py: Python<'_>, f: &Bound<'_, PyAny>) -> Option<(File, u64, u64)> {
     let fd: i32 = f.call_method0(intern!(py, "fileno")).ok()?.extract().ok()?;
     // SAFETY: the descriptor belongs to the live file object for the duration of this call.
-    let owned = unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned().ok()?;
+    let owned = unsafe { BorrowedFd::borrow_raw(fd) }
+        .try_clone_to_owned()
+        .ok()?;
     let file = unsafe { File::from_raw_fd(owned.into_raw_fd()) };
     let meta = file.metadata().ok()?;
     if !meta.is_file() {

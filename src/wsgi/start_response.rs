@@ -22,9 +22,17 @@ pub struct StartResponse {
     state: Mutex<SrState>,
 }
 
+impl Default for StartResponse {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl StartResponse {
     pub fn new() -> Self {
-        StartResponse { state: Mutex::new(SrState::default()) }
+        StartResponse {
+            state: Mutex::new(SrState::default()),
+        }
     }
     pub fn state(&self) -> MutexGuard<'_, SrState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -65,16 +73,23 @@ impl StartResponse {
                 }
             }
         }
-        let status = status
-            .downcast::<PyString>()
-            .map_err(|_| PyTypeError::new_err(format!("status must be a str, not {}", type_name(status))))?;
-        let list = headers
-            .downcast::<PyList>()
-            .map_err(|_| PyTypeError::new_err(format!("headers must be a list, not {}", type_name(headers))))?;
+        let status = status.downcast::<PyString>().map_err(|_| {
+            PyTypeError::new_err(format!("status must be a str, not {}", type_name(status)))
+        })?;
+        let list = headers.downcast::<PyList>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "headers must be a list, not {}",
+                type_name(headers)
+            ))
+        })?;
         for item in list.iter() {
             let ok = item
                 .downcast::<PyTuple>()
-                .map(|t| t.len() == 2 && t.get_item(0).is_ok_and(|n| n.is_instance_of::<PyString>()) && t.get_item(1).is_ok_and(|v| v.is_instance_of::<PyString>()))
+                .map(|t| {
+                    t.len() == 2
+                        && t.get_item(0).is_ok_and(|n| n.is_instance_of::<PyString>())
+                        && t.get_item(1).is_ok_and(|v| v.is_instance_of::<PyString>())
+                })
                 .unwrap_or(false);
             if !ok {
                 return Err(PyTypeError::new_err(format!(
@@ -93,11 +108,16 @@ impl StartResponse {
     /// The legacy write() callable: its bytes go out before the iterable's, in order.
     fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         if !data.is_instance_of::<pyo3::types::PyBytes>() {
-            return Err(PyTypeError::new_err(format!("write() takes bytes, not {}", type_name(data))));
+            return Err(PyTypeError::new_err(format!(
+                "write() takes bytes, not {}",
+                type_name(data)
+            )));
         }
         let mut st = self.state();
         if st.status.is_none() {
-            return Err(PyRuntimeError::new_err("write() called before start_response()"));
+            return Err(PyRuntimeError::new_err(
+                "write() called before start_response()",
+            ));
         }
         st.head_frozen = true;
         st.written.push(data.clone().unbind());
@@ -106,5 +126,8 @@ impl StartResponse {
 }
 
 pub fn type_name(obj: &Bound<'_, PyAny>) -> String {
-    obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
 }

@@ -42,7 +42,10 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn start(timeout: Duration) -> Arc<Watchdog> {
-        let w = Arc::new(Watchdog { slots: Mutex::new(Vec::new()), epoch: Instant::now() });
+        let w = Arc::new(Watchdog {
+            slots: Mutex::new(Vec::new()),
+            epoch: Instant::now(),
+        });
         let w2 = w.clone();
         std::thread::Builder::new()
             .name("velocior-watchdog".into())
@@ -71,8 +74,15 @@ impl Watchdog {
     }
 
     pub fn slot(&self) -> Arc<Slot> {
-        let s = Arc::new(Slot { since: AtomicU64::new(0), label: Mutex::new(String::new()), epoch: self.epoch });
-        self.slots.lock().unwrap_or_else(|e| e.into_inner()).push(s.clone());
+        let s = Arc::new(Slot {
+            since: AtomicU64::new(0),
+            label: Mutex::new(String::new()),
+            epoch: self.epoch,
+        });
+        self.slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(s.clone());
         s
     }
 }
