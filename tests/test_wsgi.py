@@ -421,9 +421,28 @@ def test_list_response_gets_content_length(lab: ServerProcess) -> None:
     assert r.framing == "length" and r.header("content-length") == "13"
 
 
+@pytest.mark.parametrize("n", [0, 1, 3])
+def test_tuple_response_gets_content_length(lab: ServerProcess, n: int) -> None:
+    with Conn.tcp(lab.host, lab.port) as c:
+        c.send(request("GET", f"/tuple?n={n}") + request("GET", "/hello"))
+        r = c.read_response()
+        expected = b"".join(b"%d;" % i for i in range(n))
+        assert r.framing == "length" and r.header("content-length") == str(len(expected))
+        assert r.body == expected
+        assert c.read_response().body == b"Hello, World!"
+
+
 def test_iterator_response_is_chunked_on_http11(lab: ServerProcess) -> None:
     r = http_get(lab, "/gen?n=5")
     assert r.framing == "chunked"
+
+
+def test_empty_iterator_response(lab: ServerProcess) -> None:
+    with Conn.tcp(lab.host, lab.port) as c:
+        c.send(request("GET", "/gen?n=0") + request("GET", "/hello"))
+        r = c.read_response()
+        assert r.status == 200 and r.body == b""
+        assert c.read_response().body == b"Hello, World!"
 
 
 # --- wsgi.input ----------------------------------------------------------------------------

@@ -133,6 +133,12 @@ def r_hello(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return text(start_response, b"Hello, World!")
 
 
+def r_tuple(environ: Environ, start_response: StartResponse) -> tuple[bytes, ...]:
+    n = int(query(environ).get("n", "3"))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return tuple(b"%d;" % i for i in range(n))
+
+
 def r_echo(environ: Environ, start_response: StartResponse) -> list[bytes]:
     body = read_body(environ)
     out: dict[str, Any] = {k: v for k, v in environ.items() if isinstance(v, str)}
@@ -514,6 +520,7 @@ def r_readsome(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/hello": r_hello,
+    "/tuple": r_tuple,
     "/echo": r_echo,
     "/hash": r_hash,
     "/gen": r_gen,
