@@ -440,6 +440,10 @@ class Supervisor:
             self.failure = WorkerBootError(f"worker failed to boot: {reason}")
             self._begin_stop(graceful=False)
             return
+        if w.generation < self.generation:
+            # A generation already being replaced (HUP again while it booted): nothing to retry.
+            log.error("worker of a replaced generation failed to boot: %s", reason)
+            return
         if self.reload_from is not None and w.generation == self.generation:
             log.error("reload cancelled, the old workers keep serving: a new worker failed to "
                       "boot: %s", reason)
