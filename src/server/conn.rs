@@ -493,8 +493,8 @@ impl<S: Service> Conn<'_, S> {
         };
         count_request(&shared);
         if ok {
+            // The whole packet was read, so closing sends a plain FIN: no shutdown() needed.
             self.flush().await?;
-            self.stream.shutdown_write();
         }
         Ok(())
     }

@@ -137,7 +137,12 @@ pub(crate) async fn accept_loop<S: Service>(
         let accepted = match &l.kind {
             Kind::Tcp(t) => t.accept().await.map(|(s, peer)| {
                 let _ = s.get_ref().set_nodelay(true);
-                let local = s.get_ref().local_addr().ok();
+                // Only HTTP needs our own address (SERVER_NAME without a Host header); uwsgi gets
+                // it from nginx's vars: save the syscall on that path.
+                let local = match l.protocol {
+                    Protocol::Http => s.get_ref().local_addr().ok(),
+                    Protocol::Uwsgi => None,
+                };
                 (Stream::Tcp(s), Some(peer), local)
             }),
             Kind::Unix(u) => u.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
