@@ -486,15 +486,21 @@ impl<S: Service> Conn<'_, S> {
             native_response(&shared, &req, WireProtocol::Uwsgi, &mut self.wbuf);
             true
         } else {
-            let d = shared
-                .service
-                .dispatch(&req, WireProtocol::Uwsgi, body, &mut self.wbuf);
+            let d =
+                shared
+                    .service
+                    .dispatch(&req, WireProtocol::Uwsgi, body.clone(), &mut self.wbuf);
             self.drive(d).await.is_some()
         };
         count_request(&shared);
         if ok {
-            // The whole packet was read, so closing sends a plain FIN: no shutdown() needed.
             self.flush().await?;
+            // With the whole packet read, closing sends a plain FIN. With body bytes still unread
+            // the kernel would answer them with a reset, which can destroy the response in
+            // flight: shut down our side first and discard the rest for a moment.
+            if body.is_some_and(|b| !b.reclaim().finished()) {
+                self.close_gracefully().await;
+            }
         }
         Ok(())
     }
