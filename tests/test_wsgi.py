@@ -416,6 +416,22 @@ def test_app_content_length_with_iterator_is_not_chunked(lab: ServerProcess) -> 
         assert c.read_response().body == b"Hello, World!"
 
 
+@pytest.mark.parametrize("header", ["Transfer-Encoding:chunked", "Content-Length:999",
+                                    "Connection:keep-alive", "Keep-Alive:timeout=99"])
+def test_app_framing_headers_do_not_break_framing(lab: ServerProcess, header: str) -> None:
+    # the server owns framing: the app's word on it must not produce a second or wrong framing
+    with Conn.tcp(lab.host, lab.port) as c:
+        c.send(request("GET", "/headers?" + qs(h=header, body="abc")) + request("GET", "/hello"))
+        r = c.read_response(allow_truncated=True)
+        assert r.status == 200
+        if header.startswith("Content-Length"):
+            # the app's own Content-Length is respected: 999 promised, 3 sent, so it is closed
+            assert r.body == b"abc" and not r.complete
+            return
+        assert r.body == b"abc" and r.complete
+        assert c.read_response().body == b"Hello, World!"
+
+
 def test_list_response_gets_content_length(lab: ServerProcess) -> None:
     r = http_get(lab, "/hello")
     assert r.framing == "length" and r.header("content-length") == "13"
