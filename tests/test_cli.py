@@ -456,6 +456,7 @@ def test_sigterm_finishes_in_flight_request_then_refuses() -> None:
 def test_sighup_is_ignored_without_supervisor() -> None:
     srv = ServerProcess("apps_workers.pidapp:app")
     try:
+        srv.wait_log("listening on")  # the server runs: its own handlers are in place
         os.kill(srv.pid, signal.SIGHUP)
         srv.wait_log("SIGHUP ignored")
         assert get(srv.port).pid == srv.pid
@@ -522,6 +523,7 @@ def test_pid_file(tmp_path: Path) -> None:
     pidfile = tmp_path / "velocior.pid"
     srv = ServerProcess("apps_workers.pidapp:app", "--pid", str(pidfile))
     try:
+        wait_until(pidfile.exists, what="the pid file")
         assert int(pidfile.read_text()) == srv.pid
     finally:
         assert srv.stop() == 0

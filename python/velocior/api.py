@@ -133,6 +133,7 @@ def _run(cfg: Config, app: AppRef, early: _EarlySignals) -> None:
     listeners = open_listeners(cfg.http, cfg.uwsgi, cfg.backlog, cfg.socket_mode)
     pidfile: str | None = None
     try:
+        pidfile = _write_pid(cfg.pid)
         spec = app if isinstance(app, str) else ""
         if cfg.use_supervisor():
             preloaded: Any = None
@@ -140,11 +141,9 @@ def _run(cfg: Config, app: AppRef, early: _EarlySignals) -> None:
                 preloaded = app
             elif cfg.preload:
                 preloaded = load_app(app)
-            pidfile = _write_pid(cfg.pid)
             Supervisor(cfg, listeners, preloaded, spec).run()
         else:
             the_app = load_app(app) if isinstance(app, str) else app
-            pidfile = _write_pid(cfg.pid)
             _run_single(cfg, the_app, listeners, spec)
     finally:
         early.quiet()
