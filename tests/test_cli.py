@@ -111,7 +111,9 @@ def test_options_map_to_server_options() -> None:
     assert opts["uwsgi_allow_from"] == ["127.0.0.0/8", "::1", "10.0.0.0/8", "192.168.1.7/32"]
     assert "max_head_bytes" not in opts and "native_response" not in opts
     assert cfg.use_supervisor()
-    assert not config.from_cli(["m:app"], {}, "x").use_supervisor()
+    single = config.from_cli(["m:app"], {}, "x")
+    assert not single.use_supervisor() and single.server_options()["multiprocess"] is False
+    assert config.from_cli(["--supervise", "m:app"], {}, "x").server_options()["multiprocess"]
     # `--access-log` right before the app: the word is the app, the access log goes to stdout.
     cfg = config.from_cli(["--access-log", "m:app"], {}, "x")
     assert (cfg.app, cfg.access_log) == ("m:app", "-")

@@ -402,7 +402,8 @@ class Config:
             "uwsgi_allow_from": allow,
             "access_log": self.access_log is not None,
             "server_header": self.server_header or None,
-            "multiprocess": self.workers > 1,
+            # Under the supervisor two workers overlap at least during reloads and recycling.
+            "multiprocess": self.use_supervisor(),
             "url_scheme": self.url_scheme,
             "max_body_in_memory": self.max_body_in_memory,
         }
