@@ -66,6 +66,26 @@ def test_console_script() -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == f"velocior {__version__}"
 
 
+def test_console_script_imports_the_app_from_the_current_directory(tmp_path: Path) -> None:
+    """The script's own sys.path[0] is its bin/ directory; the app is found where the user is."""
+    (tmp_path / "here_app.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '4')])\n"
+        "    return [b'here']\n")
+    script = shutil.which("velocior") or str(Path(sys.executable).parent / "velocior")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    with open(tmp_path / "out.log", "wb") as log:
+        proc = subprocess.Popen([script, "--http", f"127.0.0.1:{port}", "here_app:app"],
+                                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_tcp("127.0.0.1", port, proc=proc)
+        assert get(port).body == b"here"
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
+
+
 def test_help_and_docs_list_every_option() -> None:
     proc = run_cli("--help")
     assert proc.returncode == 0
