@@ -465,8 +465,10 @@ def start_nginx(ctx: Ctx, kind: str, cpu: int, upstream: str = "") -> tuple[Proc
 # The pre-check: one request (or a short pipelined burst) whose answer must be right.
 
 
-def check_response(port: int, scen: Scenario) -> tuple[str | None, list[str]]:
-    """(error, warnings): error means the server cannot be measured in this scenario."""
+def check_response(port: int, scen: Scenario, alive: Callable[[], bool]
+                   ) -> tuple[str | None, list[str]]:
+    """(error, warnings): error means the server cannot be measured in this scenario. Retried
+    while the server may still be starting (granian's worker comes up after its listener)."""
     if scen.name == "pipelined":
         return check_pipelining(port), []
     warnings: list[str] = []
@@ -502,6 +504,8 @@ def check_response(port: int, scen: Scenario) -> tuple[str | None, list[str]]:
             return None, warnings
         except (OSError, http.client.HTTPException) as e:
             last = f"{type(e).__name__}: {e}"
+            if not alive():
+                break
             time.sleep(0.2)
         finally:
             conn.close()
@@ -618,7 +622,7 @@ def unavailable(ctx: Ctx, server: Server) -> str | None:
 
 def measure(ctx: Ctx, server_proc: Proc, scen: Scenario, port: int, warmup: int,
             seconds: int, nginx: Proc | None, cell: Cell) -> None:
-    err, warnings = check_response(port, scen)
+    err, warnings = check_response(port, scen, server_proc.alive)
     cell.warnings.extend(warnings)
     if err:
         cell.error = err
