@@ -83,9 +83,13 @@ class Listener:
         return (self.sock.fileno(), self.address.protocol, self.display)
 
     def close(self) -> None:
-        """Close the socket and remove its unix file if this process created it (and it is still
-        that very file: a successor may already have bound a new one at the same path)."""
+        """Close the socket and remove its unix file (see remove_file)."""
         self.sock.close()
+        self.remove_file()
+
+    def remove_file(self) -> None:
+        """Remove the unix socket file if this process created it, and it is still that very
+        file: a successor may already have bound a new one at the same path."""
         if self.created is not None:
             path, dev, ino = self.created
             self.created = None

@@ -49,6 +49,9 @@ KILL_MARGIN = 2.0
 # Consecutive boot failures, while no worker serves, after which the supervisor gives up.
 MAX_BOOT_FAILURES = 3
 MAX_BOOT_DELAY = 30.0
+# After a stop signal, how long idle workers get to close their copies of the listening sockets
+# before the supervisor shuts the sockets down under whoever still holds them.
+SHUTDOWN_GRACE = 0.5
 
 
 @dataclass
@@ -158,6 +161,7 @@ class Supervisor:
         self.boot_failures = 0
         self.next_spawn = 0.0
         self.stopping: str | None = None  # None, "graceful" or "quick"
+        self.shutdown_at: float | None = None
         self.failure: WorkerBootError | None = None
         self.queue: collections.deque[int] = collections.deque()
         self.pid = os.getpid()
@@ -208,6 +212,8 @@ class Supervisor:
                 self._kill(w, signal.SIGKILL)
                 w.killed = True
         if self.stopping:
+            if self.shutdown_at is not None and now >= self.shutdown_at and self.workers:
+                self._shut_listeners_down()
             return
         self._finish_reload()
         self._scale(now)
@@ -217,6 +223,8 @@ class Supervisor:
         deadlines = [w.kill_at for w in self.workers.values() if w.kill_at and not w.killed]
         if self.next_spawn > now:
             deadlines.append(self.next_spawn)
+        if self.shutdown_at is not None:
+            deadlines.append(self.shutdown_at)
         timeout = min([1.0] + [max(0.0, d - now) for d in deadlines])
         fds = [self._wake_r] + [w.pipe for w in self.workers.values() if w.pipe is not None]
         readable, _, _ = select.select(fds, [], [], timeout)
@@ -277,8 +285,17 @@ class Supervisor:
             self._kill(w, sig)
             w.stopping = True
             w.kill_at = deadline if w.kill_at is None else min(w.kill_at, deadline)
-        # New connections must fail now, not queue until the last worker (perhaps busy in a slow
-        # request) closes its copy: shutdown() stops the shared socket for every process.
+        # New connections must fail, not queue until the last worker (perhaps busy in a slow
+        # request) closes its copy. Idle workers close theirs within milliseconds; if any worker
+        # still runs after SHUTDOWN_GRACE, shutdown() stops the shared socket for every process.
+        # (Not at once: an idle worker would see its accept() fail before it handled the TERM.)
+        for lst in self.listeners:
+            lst.remove_file()
+        if self.shutdown_at is None:
+            self.shutdown_at = time.monotonic() + SHUTDOWN_GRACE
+
+    def _shut_listeners_down(self) -> None:
+        self.shutdown_at = None
         for lst in self.listeners:
             shut_down(lst.sock)
             lst.close()
