@@ -4,6 +4,7 @@
 pub mod server;
 pub mod wsgi;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ struct Server {
     config: Config,
     wsgi: Mutex<Option<WsgiOptions>>,
     control: Arc<Control>,
+    busy_threads: Mutex<Option<Arc<AtomicUsize>>>,
 }
 
 fn secs(v: &Bound<'_, PyAny>, key: &str) -> PyResult<Duration> {
@@ -152,6 +154,7 @@ impl Server {
             config,
             wsgi: Mutex::new(Some(wsgi)),
             control: Arc::new(Control::default()),
+            busy_threads: Mutex::new(None),
         })
     }
 
@@ -166,6 +169,7 @@ impl Server {
             .ok_or_else(|| PyRuntimeError::new_err("run() can be called only once"))?;
         let signal_error = Arc::new(Mutex::new(None));
         let service = WsgiService::new(py, self.app.clone_ref(py), &opts, signal_error.clone())?;
+        *self.busy_threads.lock().unwrap_or_else(|e| e.into_inner()) = Some(service.busy_threads());
         let config = self.config.clone();
         let listeners =
             std::mem::take(&mut *self.listeners.lock().unwrap_or_else(|e| e.into_inner()));
@@ -189,6 +193,16 @@ impl Server {
     #[pyo3(signature = (graceful=true))]
     fn stop(&self, graceful: bool) {
         self.control.stop(graceful);
+    }
+
+    /// App threads (`threads` > 1) still inside a request. After a quick stop they may go on
+    /// running the app; the interpreter must not be finalized under them (exit with os._exit).
+    #[getter]
+    fn busy_threads(&self) -> usize {
+        match &*self.busy_threads.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(b) => b.load(Ordering::SeqCst),
+            None => 0,
+        }
     }
 
     #[getter]

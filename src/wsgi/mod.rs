@@ -243,6 +243,16 @@ fn run_remote(call: Call, app: Py<PyAny>, tx: async_channel::Sender<Piece>) {
     }
 }
 
+impl WsgiService {
+    /// How many pool threads are inside the app right now (0 without a pool).
+    pub fn busy_threads(&self) -> Arc<std::sync::atomic::AtomicUsize> {
+        match &self.pool {
+            Some(p) => p.busy(),
+            None => Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+}
+
 impl Service for WsgiService {
     type Responder = WsgiResponder;
 
