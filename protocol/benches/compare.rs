@@ -2,7 +2,8 @@
 //! rounds on the same inputs, and the report gives, per parser, the fastest round (the least
 //! disturbed one) and the median round, in ns per request.
 //!
-//! `cargo bench -p velocior-protocol --bench compare` (add `-- --rounds N` to change the count).
+//! `cargo bench -p velocior-protocol --bench compare` (add `-- --rounds N` to change the count,
+//! `-- --only NAME` to run one input).
 
 mod common;
 
@@ -68,6 +69,9 @@ fn main() {
         ("browser-12-headers", BROWSER, 1),
         ("pipelined-16", &pipe[..], 16),
     ] {
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
+            continue;
+        }
         let mut h1: Vec<Header> = Vec::with_capacity(32);
         let mut h2: Vec<Header> = Vec::with_capacity(32);
         let each = |f: &dyn Fn(&[u8]) -> usize| {
@@ -110,6 +114,9 @@ fn main() {
         for ((p, _), (min, med)) in cands.iter().zip(res) {
             println!("{name:<22} {p:<16} {min:>10.1} {med:>12.1}");
         }
+    }
+    if only.as_deref().is_some_and(|o| !"uwsgi".contains(o)) {
+        return;
     }
     let mut vars = Vec::with_capacity(64);
     let mut cands: Vec<(&str, Run<'_>)> = vec![(

@@ -24,6 +24,7 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::PathBuf;
 
 use common::{drive_bytewise, drive_split, drive_whole, End, Outcome, Req};
@@ -345,7 +346,10 @@ fn conformance_corpora() {
         }
     }
 
-    println!(
+    // Written to stderr directly, not with println!, so that it shows in a plain `cargo test`
+    // run (the test harness captures only the print macros).
+    let _ = writeln!(
+        std::io::stderr(),
         "corpus: {} cases: {} agree ({} of the rejects by end of input mid-message: {}), \
          {} deliberate divergences (tests/divergences.txt), {} refused by the Host rule only \
          (http11-no-host, parser agrees), {} not applicable (corpus runner's default-skip tags), \

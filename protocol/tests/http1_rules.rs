@@ -9,10 +9,20 @@ use velocior_protocol::http1::{
 };
 use velocior_protocol::{ErrorKind, Limits, Status};
 
-fn parse_with(
-    input: &[u8],
-    limits: &Limits,
-) -> Result<Option<(RequestHead, Vec<Header>)>, (ErrorKind, usize)> {
+type Parsed = Result<Option<(RequestHead, Vec<Header>)>, (ErrorKind, usize)>;
+
+/// (input, method, target, path, query, version, number of headers)
+type Accepted = (
+    &'static [u8],
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Version,
+    usize,
+);
+
+fn parse_with(input: &[u8], limits: &Limits) -> Parsed {
     let mut hs = Vec::new();
     match parse_request_head(input, limits, &mut hs) {
         Ok(Status::Complete(h)) => Ok(Some((h, hs))),
@@ -21,7 +31,7 @@ fn parse_with(
     }
 }
 
-fn parse(input: &[u8]) -> Result<Option<(RequestHead, Vec<Header>)>, (ErrorKind, usize)> {
+fn parse(input: &[u8]) -> Parsed {
     parse_with(input, &Limits::default())
 }
 
@@ -37,8 +47,7 @@ fn complete(input: &[u8]) -> (RequestHead, Vec<Header>) {
 
 #[test]
 fn accepted_heads() {
-    // (input, method, target, path, query, version, number of headers)
-    let table: &[(&[u8], &str, &str, &str, &str, Version, usize)] = &[
+    let table: &[Accepted] = &[
         (
             b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
             "GET",

@@ -9,7 +9,9 @@ fn packet(vars: &[(&[u8], &[u8])]) -> Vec<u8> {
     out
 }
 
-fn parse_default(buf: &[u8]) -> Result<Option<(UwsgiHead, Vec<UwsgiVar>)>, (ErrorKind, usize)> {
+type Parsed = Result<Option<(UwsgiHead, Vec<UwsgiVar>)>, (ErrorKind, usize)>;
+
+fn parse_default(buf: &[u8]) -> Parsed {
     let mut vars = Vec::new();
     match parse(buf, &Limits::default(), &mut vars) {
         Ok(Status::Complete(h)) => Ok(Some((h, vars))),

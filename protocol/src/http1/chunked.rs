@@ -110,9 +110,8 @@ impl ChunkedDecoder {
     /// chunk and the trailers were consumed; bytes after `consumed` are the next request.
     pub fn decode(&mut self, input: &[u8]) -> Result<(usize, Chunk), Error> {
         let r = self.step(input);
-        match &r {
-            Ok((consumed, _)) => self.base += consumed,
-            Err(_) => {}
+        if let Ok((consumed, _)) = &r {
+            self.base += consumed;
         }
         r
     }

@@ -738,11 +738,9 @@ pub fn request_framing(
     };
     let body = if is_connect { BodyKind::None } else { body };
 
-    let keep_alive = !conn_close
-        && (!http10 || conn_keep_alive)
-        && !(http10 && te_seen.is_some())
-        && !is_connect
-        && !(conn_upgrade && upgrade);
+    // Reasons to close after this request; keep-alive when none applies.
+    let http10_close = http10 && (!conn_keep_alive || te_seen.is_some());
+    let keep_alive = !(conn_close || http10_close || is_connect || (conn_upgrade && upgrade));
     let has_body =
         matches!(body, BodyKind::Chunked) || matches!(body, BodyKind::Length(n) if n > 0);
     Ok(Framing {
