@@ -266,8 +266,13 @@ impl<S: Service> Conn<'_, S> {
                 self.flush().await?;
                 let idle = self.pos == self.buf.len();
                 let just_answered = std::mem::take(&mut just_answered);
-                if idle && shared.control.state() >= 1 {
-                    return Ok(());
+                if idle && !first && shared.control.state() >= 1 {
+                    // Stopping: an idle keep-alive connection closes, unless the next request
+                    // is already here (it is answered, with Connection: close).
+                    match self.wait_input(Instant::now(), true).await? {
+                        Wait::Data => continue,
+                        _ => return Ok(()),
+                    }
                 }
                 self.kick
                     .phase

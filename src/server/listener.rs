@@ -149,6 +149,10 @@ pub(crate) async fn accept_loop<S: Service>(
         };
         let (stream, peer, local) = match accepted {
             Ok(x) => x,
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                // The supervisor shut the shared socket down to stop accepting: not an error.
+                return;
+            }
             Err(e) => {
                 // EMFILE and friends: log, back off a little, keep serving what we have.
                 shared
