@@ -1,9 +1,8 @@
-"""Shared helpers for the black-box tests: start a real Velocior process, wait for it, stop it by PID."""
+"""Shared helpers for the black-box tests: start a real Velocior process, stop it by PID."""
 
 from __future__ import annotations
 
 import os
-import signal
 import signal as _signal
 import socket
 import subprocess

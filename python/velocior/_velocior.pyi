@@ -71,3 +71,7 @@ class Server:
     @property
     def requests_served(self) -> int:
         """Requests answered so far."""
+    @property
+    def busy_threads(self) -> int:
+        """App threads (threads > 1) still inside a request: after a quick stop they may go on
+        running the app, and the interpreter must not be finalized under them (os._exit)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from types import FrameType
@@ -127,6 +128,16 @@ def run(cfg: Config, app: AppRef) -> None:
     finally:
         early.restore()
         logs.flush()
+    if _stuck_threads:
+        # App threads still inside requests (a quick stop does not wait for them) would be ended
+        # mid-call by interpreter finalization, which aborts the process: leave without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+# App threads of the single-process server still running a request after it stopped.
+_stuck_threads = 0
 
 
 def _run(cfg: Config, app: AppRef, early: _EarlySignals) -> None:
@@ -168,6 +179,11 @@ def _run_single(cfg: Config, app: Any, listeners: list[Listener], spec: str) -> 
     # Our copies of the sockets are shut down by the stop signal's handler (see run_server).
     reason = run_server(server, SINGLE, [lst.sock for lst in listeners])
     logs.error_log.info("stopped (%s) after %d requests", reason, server.requests_served)
+    global _stuck_threads
+    _stuck_threads = server.busy_threads
+    if _stuck_threads:
+        logs.error_log.warning("%d app thread(s) still inside a request: exiting without them",
+                               _stuck_threads)
 
 
 def _version() -> str:
