@@ -252,3 +252,19 @@ fn names_compare_without_case() {
     assert!(!name_eq(b"Content-Length", b"content-lengt"));
     assert!(!name_eq(b"a", b"b"));
 }
+
+#[test]
+fn encoding_into_a_reserved_buffer_does_not_reallocate() {
+    let mut out: Vec<u8> = Vec::with_capacity(1024);
+    let before = out.as_ptr();
+    let headers: [(&[u8], &[u8]); 3] = [
+        (b"Content-Type", b"text/html; charset=utf-8"),
+        (b"Cache-Control", b"no-store"),
+        (b"X-Request-Id", b"abc123"),
+    ];
+    let o = opts(ResponseFraming::Length(13), ConnectionHeader::KeepAlive);
+    encode_response_head(&mut out, b"200 OK", headers, &o).unwrap();
+    assert_eq!(out.as_ptr(), before);
+    assert_eq!(out.capacity(), 1024);
+    assert!(out.ends_with(b"Content-Length: 13\r\nConnection: keep-alive\r\n\r\n"));
+}
