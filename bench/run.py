@@ -29,6 +29,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shlex
 import shutil
@@ -597,6 +598,7 @@ class Cell:
     read_errors: int = 0
     non2xx: int = 0
     server_cmd: str = ""
+    nginx_cmd: str = ""
     wrk_cmd: str = ""
 
 
@@ -754,6 +756,8 @@ def run_target(ctx: Ctx, server: Server, mode: str, scens: list[Scenario], rnd: 
                     assert scen.nginx_cpu is not None
                     nginx, target_port = start_nginx(ctx, "proxy", scen.nginx_cpu,
                                                      f"{HOST}:{port}")
+                if nginx is not None:
+                    cell.nginx_cmd = shlex.join(nginx.cmd)
                 measure(ctx, proc, scen, target_port, warmup, seconds, nginx, cell)
             except Exception as e:  # noqa: BLE001 - one broken cell must not end the run
                 cell.error = f"{type(e).__name__}: {e}" if not isinstance(e, RuntimeError) \
@@ -895,8 +899,9 @@ def aggregate(cells: list[Cell], rounds: int) -> dict[str, dict[str, dict[str, A
         agg["warnings"] = warns
         cmds = [c.server_cmd for c in cs if c.server_cmd]
         agg["server_cmd"] = cmds[0] if cmds else ""
-        wcmds = [c.wrk_cmd for c in cs if c.wrk_cmd]
-        agg["wrk_cmd"] = wcmds[0] if wcmds else ""
+        for key in ("wrk_cmd", "nginx_cmd"):
+            found = [getattr(c, key) for c in cs if getattr(c, key)]
+            agg[key] = found[0] if found else ""
         out.setdefault(scn, {})[srv] = agg
     return out
 
@@ -1026,22 +1031,31 @@ def markdown(meta: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
         ver = meta["versions"].get(srv.name, "")
         lines.append(f"| {srv.name} | {ver} | {srv.settings} |")
     lines += ["", "## Exact commands", "",
-              "Ports and socket paths are picked per run; `taskset` pins each process.", ""]
-    seen: set[str] = set()
-    for scen in scens:
-        for srv in servers:
-            a = results.get(scen.name, {}).get(srv.name)
-            if not a:
-                continue
-            for key in ("server_cmd", "wrk_cmd"):
-                cmd = a.get(key, "")
-                generic = cmd.replace(str(meta["work"]), "$WORK")
-                if cmd and generic not in seen:
-                    seen.add(generic)
-                    lines.append(f"- {srv.name if key == 'server_cmd' else scen.name}: "
-                                 f"`{generic}`")
-    lines += ["", "nginx configs: bench/nginx/*.conf, rendered into $WORK per cell. wrk scripts: "
-              "bench/wrk/<scenario>.lua + bench/wrk/report.lua.", ""]
+              "$PORT and $WORK (the run's directory under bench/work/) are picked per run; "
+              "`taskset` pins each process; servers run in bench/ with PYTHONPATH=bench. nginx "
+              "configs: bench/nginx/*.conf rendered into "
+              "$WORK; wrk scripts: bench/wrk/<name>.lua with bench/wrk/report.lua appended.", ""]
+
+    def generic(cmd: str) -> str:
+        cmd = cmd.replace(str(meta["work"]), "$WORK").replace(str(BENCH), "bench")
+        cmd = re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:$PORT", cmd)
+        cmd = re.sub(r"127\.0\.0\.1 \d+", "127.0.0.1 $PORT", cmd)
+        return re.sub(r"\$WORK/nginx-(\w+)-\w+", r"$WORK/nginx-\1", cmd)
+
+    for title, key, by_server in (("Servers", "server_cmd", True), ("nginx", "nginx_cmd", False),
+                                  ("wrk, per scenario", "wrk_cmd", False)):
+        seen: set[str] = set()
+        block = []
+        for scen in scens:
+            for srv in servers:
+                cmd = results.get(scen.name, {}).get(srv.name, {}).get(key, "")
+                g = generic(cmd) if cmd else ""
+                if g and g not in seen:
+                    seen.add(g)
+                    label = srv.name if by_server else scen.name
+                    block.append(f"- {label}: `{g}`")
+        if block:
+            lines += [f"{title}:", "", *block, ""]
     return "\n".join(lines)
 
 
