@@ -1139,10 +1139,16 @@ def _select(spec: str | None, known: dict[str, Any], what: str) -> list[str]:
     return [n for n in known if n in names]
 
 
+KEEP_RUNS = 10  # bench/work/run-* directories kept (logs of the latest runs)
+
+
 @contextmanager
 def work_dir() -> Iterator[Path]:
     base = BENCH / "work"
     base.mkdir(exist_ok=True)
+    old = sorted(base.glob("run-*"), key=lambda p: p.stat().st_mtime)
+    for stale in old[:max(0, len(old) - (KEEP_RUNS - 1))]:
+        shutil.rmtree(stale, ignore_errors=True)
     path = Path(tempfile.mkdtemp(prefix="run-", dir=base))
     yield path  # kept afterwards: the server and nginx logs are what explains a failure
 
