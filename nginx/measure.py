@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""uwsgi_pass (unix socket) versus proxy_pass (HTTP/1.1, keepalive pool) in front of Velocior.
+"""uwsgi_pass versus proxy_pass (HTTP/1.1, keepalive pool) in front of Velocior.
 
 Renders this directory's templates, runs nginx (one worker) and Velocior (one process) with a
 hello-world app, and drives each path with wrk in interleaved rounds. Reports req/s and latency
@@ -39,11 +39,16 @@ from nginx_support import (  # noqa: E402
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system, all threads) a process has used so far."""
+def cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds, all threads, a process has used so far."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
+def group_times(pids: list[int]) -> tuple[float, float]:
+    times = [cpu_times(p) for p in pids]
+    return sum(t[0] for t in times), sum(t[1] for t in times)
 
 
 def nginx_worker_pids(master: int) -> list[int]:
@@ -119,41 +124,60 @@ def main() -> int:
 
     tmp = make_public_tmpdir("velocior-measure-")
     sock = os.path.join(tmp, "velocior.sock")
-    http_port, l_unix, l_proxy = free_ports(3)
-    backend = Backend("nginx_apps:app", http=[f"127.0.0.1:{http_port}"],
-                      uwsgi=[f"unix:{sock}"], cpu=1, log_dir=tmp,
-                      ready=[("127.0.0.1", http_port), sock])
-    nginx = None
+    http_sock = os.path.join(tmp, "velocior-http.sock")
+    http_port, uwsgi_port, l_unix, l_tcp, l_proxy, l_proxy_unix = free_ports(6)
+    backend = Backend("nginx_apps:app", http=[f"127.0.0.1:{http_port}", f"unix:{http_sock}"],
+                      uwsgi=[f"unix:{sock}", f"127.0.0.1:{uwsgi_port}"], cpu=1, log_dir=tmp,
+                      ready=[("127.0.0.1", http_port), ("127.0.0.1", uwsgi_port), sock,
+                             http_sock])
+    servers: list[Nginx] = []
     try:
         give_socket_to_group(sock)
-        nginx = Nginx([("unix", {"LISTEN": f"127.0.0.1:{l_unix}"}),
-                       ("proxy", {"LISTEN": f"127.0.0.1:{l_proxy}"})],
-                      {"SERVER_NAME": "bench.test", "SOCKET": sock,
-                       "HTTP_ADDR": f"127.0.0.1:{http_port}", "PROTECTED_DIR": tmp,
-                       # Per-request work on both paths alike: off, so as not to blur the
-                       # difference.
-                       "ACCESS_LOG": "off"},
-                      wait_ports=[l_unix, l_proxy], cpu=0)
-        workers = nginx_worker_pids(nginx.pid)
-        paths = {"uwsgi_pass unix": l_unix, "proxy_pass keepalive": l_proxy}
-        for port in paths.values():  # warm-up: imports, caches, connection pools
+        give_socket_to_group(http_sock)
+        common = {"SERVER_NAME": "bench.test", "SOCKET": sock, "PROTECTED_DIR": tmp,
+                  # Per-request work on every path alike: off, not to blur the difference.
+                  "ACCESS_LOG": "off"}
+        servers.append(Nginx([("unix", {"LISTEN": f"127.0.0.1:{l_unix}"}),
+                              ("tcp", {"LISTEN": f"127.0.0.1:{l_tcp}"}),
+                              ("proxy", {"LISTEN": f"127.0.0.1:{l_proxy}"})],
+                             {**common, "HTTP_ADDR": f"127.0.0.1:{http_port}",
+                              "UWSGI_ADDR": f"127.0.0.1:{uwsgi_port}"},
+                             wait_ports=[l_unix, l_tcp, l_proxy], cpu=0))
+        # The same proxy template, its upstream on Velocior's HTTP unix socket: a second nginx,
+        # as the template's upstream name may appear once per nginx.
+        servers.append(Nginx([("proxy", {"LISTEN": f"127.0.0.1:{l_proxy_unix}"})],
+                             {**common, "HTTP_ADDR": f"unix:{http_sock}"},
+                             wait_ports=[l_proxy_unix], cpu=0))
+        paths = {
+            "uwsgi_pass, unix socket": (l_unix, nginx_worker_pids(servers[0].pid)),
+            "uwsgi_pass, TCP": (l_tcp, nginx_worker_pids(servers[0].pid)),
+            "proxy_pass keepalive, TCP": (l_proxy, nginx_worker_pids(servers[0].pid)),
+            "proxy_pass keepalive, unix socket": (l_proxy_unix,
+                                                  nginx_worker_pids(servers[1].pid)),
+        }
+        for port, _workers in paths.values():  # warm-up: imports, caches, connection pools
             wrk(f"http://127.0.0.1:{port}/hello", args.connections, 1, 0)
         samples: dict[str, list[dict[str, float]]] = {name: [] for name in paths}
         for _ in range(args.rounds):
-            for name, port in paths.items():
-                n0 = sum(cpu_seconds(p) for p in workers)
-                v0 = cpu_seconds(backend.pid)
+            for name, (port, workers) in paths.items():
+                n0 = group_times(workers)
+                v0 = cpu_times(backend.pid)
                 res = wrk(f"http://127.0.0.1:{port}/hello", args.connections, args.duration, 0)
-                res["nginx_us"] = (sum(cpu_seconds(p) for p in workers) - n0) / res[
-                    "requests"] * 1e6
-                res["velocior_us"] = (cpu_seconds(backend.pid) - v0) / res["requests"] * 1e6
+                n1 = group_times(workers)
+                v1 = cpu_times(backend.pid)
+                per_req = 1e6 / res["requests"]
+                res["nginx_us"] = (n1[0] + n1[1] - n0[0] - n0[1]) * per_req
+                res["nginx_sys_us"] = (n1[1] - n0[1]) * per_req
+                res["velocior_us"] = (v1[0] + v1[1] - v0[0] - v0[1]) * per_req
+                res["velocior_sys_us"] = (v1[1] - v0[1]) * per_req
                 samples[name].append(res)
                 time.sleep(0.5)
         print(f"{nginx_version()}; wrk -t1 -c{args.connections} -d{args.duration}s, "
               f"{args.rounds} interleaved rounds, medians (min-max)")
         print("nginx (1 worker) and wrk on CPU 0, Velocior (1 process) on CPU 1\n")
-        print("| path | req/s | p50 | p99 | nginx CPU/req | Velocior CPU/req | errors |")
-        print("|---|---|---|---|---|---|---|")
+        print("| path | req/s | p50 | p99 | nginx CPU/req | of which kernel | "
+              "Velocior CPU/req | of which kernel | errors |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, runs in samples.items():
             def col(key: str, fmt: str, runs: list[dict[str, float]] = runs) -> str:
                 vals = [r[key] for r in runs]
@@ -162,10 +186,11 @@ def main() -> int:
             errs = int(sum(r["non2xx"] + r["socket_errors"] for r in runs))
             print(f"| {name} | {col('rps', '{:.0f}')} | {col('p50_us', '{:.0f} us')} | "
                   f"{col('p99_us', '{:.0f} us')} | {col('nginx_us', '{:.1f} us')} | "
-                  f"{col('velocior_us', '{:.1f} us')} | {errs} |")
+                  f"{col('nginx_sys_us', '{:.1f} us')} | {col('velocior_us', '{:.1f} us')} | "
+                  f"{col('velocior_sys_us', '{:.1f} us')} | {errs} |")
         if args.syscalls and shutil.which("strace"):
             print("\nsyscalls per request (strace -c, wrk -c8):\n")
-            for name, port in paths.items():
+            for name, (port, workers) in paths.items():
                 per = syscalls_per_request(f"http://127.0.0.1:{port}/hello",
                                            {"nginx": workers, "velocior": [backend.pid]},
                                            tmp, 3)
@@ -175,8 +200,8 @@ def main() -> int:
                     print(f"- {name}, {proc_name}: {sum(calls.values()):.1f} "
                           f"({listed})")
     finally:
-        if nginx is not None:
-            nginx.stop()
+        for server in servers:
+            server.stop()
         backend.stop()
     return 0
 

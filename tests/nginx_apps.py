@@ -21,6 +21,7 @@ FILES = os.environ.get("VELOCIOR_TEST_FILES", "")
 
 # Request headers (as environ keys) the differential echo reports. Others are left out on purpose:
 # nginx adds its own on proxy_pass (X-Forwarded-*, Connection) and the HTTP_* set differs.
+# REMOTE_ADDR and SERVER_NAME/PORT are left out too: they describe the hop (see test_nginx.py).
 ECHO_HEADERS = ("HTTP_HOST", "HTTP_COOKIE", "HTTP_ACCEPT", "HTTP_USER_AGENT")
 
 STATUSES = {
@@ -68,6 +69,8 @@ def _query(environ: Environ) -> dict[str, str]:
 
 def _record(name: str, obj: object) -> None:
     """Write a record file atomically, for the test to read."""
+    if not FILES:
+        raise RuntimeError("VELOCIOR_TEST_FILES is not set: nowhere to write " + name)
     path = os.path.join(FILES, name)
     with open(path + ".tmp", "w") as f:
         json.dump(obj, f)
@@ -104,7 +107,6 @@ def echo_env(environ: Environ, start_response: StartResponse) -> list[bytes]:
         "CONTENT_LENGTH": environ.get("CONTENT_LENGTH") or "",
         "CONTENT_TYPE": environ.get("CONTENT_TYPE") or "",
         "SERVER_PROTOCOL": environ.get("SERVER_PROTOCOL"),
-        "REMOTE_ADDR": environ.get("REMOTE_ADDR"),
         "wsgi.url_scheme": environ["wsgi.url_scheme"],
         "headers": {k: environ[k] for k in ECHO_HEADERS if k in environ},
         "x_test": {k: v for k, v in environ.items() if k.startswith("HTTP_X_TEST")},
@@ -221,6 +223,8 @@ def x_accel(environ: Environ, start_response: StartResponse) -> list[bytes]:
 
 def slow(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
     q = _query(environ)
+    if "mark" in q:
+        _record(f"mark-{q['mark']}.json", {"called": True})
     time.sleep(float(q.get("sleep", "3")))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return RecordedStream(q.get("token", "slow"), 1, 16, 0.0)

@@ -41,12 +41,13 @@ class Stack:
     files: str
     backend: Backend
     nginx: Nginx
-    ports: dict[str, int]  # "direct", "unix", "tcp", "proxy", "tls", "timeout"
+    # "direct", "unix", "tcp", "proxy", "proxy_unix", "tls", "timeout"
+    ports: dict[str, int]
     big_sha256: str
 
     def diag(self) -> str:
-        return (f"--- velocior log ---\n{self.backend.log()[-4000:]}\n"
-                f"--- nginx error log ---\n{self.nginx.error_log()[-4000:]}")
+        return (f"--- velocior log ---\n{self.backend.log()[-3000:]}\n"
+                f"--- nginx error log ---\n{self.nginx.error_log()[-3000:]}")
 
 
 def make_big_file(path: str, mib: int) -> str:
@@ -71,22 +72,24 @@ def stack() -> Iterator[Stack]:
     os.chmod(os.path.join(files, "protected.txt"), 0o644)
     cert, key = self_signed_cert(files)
     sock = os.path.join(files, "velocior.sock")
-    direct, uwsgi_tcp, l_unix, l_tcp, l_proxy, l_tls, l_timeout = free_ports(7)
+    http_sock = os.path.join(files, "velocior-http.sock")
+    direct, uwsgi_tcp, l_unix, l_tcp, l_proxy, l_tls, l_timeout, l_proxy_unix = free_ports(8)
     backend = Backend(
         "nginx_apps:app",
-        http=[f"127.0.0.1:{direct}"],
+        http=[f"127.0.0.1:{direct}", f"unix:{http_sock}"],
         uwsgi=[f"unix:{sock}", f"127.0.0.1:{uwsgi_tcp}"],
         # As docs/deployment.md says for proxy_pass: room for every head nginx lets through
         # (`large_client_header_buffers 4 16k`), above Velocior's 16 KiB HTTP default.
         args=["--max-head-bytes", "65536"],
         env={"VELOCIOR_TEST_FILES": files},
-        ready=[("127.0.0.1", direct), ("127.0.0.1", uwsgi_tcp), sock],
+        ready=[("127.0.0.1", direct), ("127.0.0.1", uwsgi_tcp), sock, http_sock],
         log_dir=files,
     )
-    nginx = None
+    nginx = nginx_proxy_unix = None
     try:
         # As a systemd unit with Group=www-data would: nginx's workers (www-data) may connect.
         give_socket_to_group(sock)
+        give_socket_to_group(http_sock)
         nginx = Nginx(
             [("unix", {"LISTEN": l_unix}), ("tcp", {"LISTEN": l_tcp}),
              ("proxy", {"LISTEN": l_proxy}), "extras"],
@@ -95,12 +98,20 @@ def stack() -> Iterator[Stack]:
              "TLS_LISTEN": l_tls, "TLS_CERT": cert, "TLS_KEY": key, "TIMEOUT_LISTEN": l_timeout},
             wait_ports=[l_unix, l_tcp, l_proxy, l_tls, l_timeout],
         )
+        # The proxy template again, its upstream on Velocior's HTTP unix socket (a second nginx:
+        # the template's upstream name may appear once per nginx).
+        nginx_proxy_unix = Nginx(
+            [("proxy", {"LISTEN": l_proxy_unix})],
+            {"SERVER_NAME": HOST, "HTTP_ADDR": f"unix:{http_sock}", "PROTECTED_DIR": files},
+            wait_ports=[l_proxy_unix],
+        )
         yield Stack(files, backend, nginx,
                     {"direct": direct, "unix": l_unix, "tcp": l_tcp, "proxy": l_proxy,
-                     "tls": l_tls, "timeout": l_timeout}, big_sha)
+                     "proxy_unix": l_proxy_unix, "tls": l_tls, "timeout": l_timeout}, big_sha)
     finally:
-        if nginx is not None:
-            nginx.stop()
+        for server in (nginx, nginx_proxy_unix):
+            if server is not None:
+                server.stop()
         backend.stop()
 
 
@@ -199,7 +210,7 @@ def comparable(reply: Reply) -> tuple[int, str, list[tuple[str, str]], bytes]:
     return reply.status, reply.reason, headers, reply.body
 
 
-@pytest.mark.parametrize("route", ["unix", "tcp", "proxy"])
+@pytest.mark.parametrize("route", ["unix", "tcp", "proxy", "proxy_unix"])
 @pytest.mark.parametrize("case", DIFF_CASES, ids=[c[0] for c in DIFF_CASES])
 def test_differential(stack: Stack, route: str,
                       case: tuple[str, str, str, list[tuple[str, str]], bytes | None]) -> None:
@@ -389,7 +400,7 @@ def test_file_wrapper_100mib_is_byte_exact(stack: Stack, route: str) -> None:
 HEADER_LINE_LIMIT = 16 * 1024
 
 
-@pytest.mark.parametrize("route", ["unix", "tcp", "proxy"])
+@pytest.mark.parametrize("route", ["unix", "tcp", "proxy", "proxy_unix"])
 def test_big_request_headers_up_to_nginx_limits(stack: Stack, route: str) -> None:
     # Three header lines just under the per-line limit: about 48 KiB of vars in one uwsgi packet
     # (far past uWSGI's 4 KiB default buffer), or a 48 KiB HTTP head on proxy_pass.
@@ -461,7 +472,7 @@ def test_slow_app_hits_read_timeout_and_worker_stays_healthy(stack: Stack) -> No
     assert stack.backend.proc.poll() is None and stack.backend.pid == pid
 
 
-@pytest.mark.parametrize("route", ["unix", "tcp", "proxy"])
+@pytest.mark.parametrize("route", ["unix", "tcp", "proxy", "proxy_unix"])
 def test_x_accel_redirect_is_served_by_nginx(stack: Stack, route: str) -> None:
     r = fetch(stack.ports[route], "GET", "/xaccel?name=protected.txt")
     assert r.status == 200, (r, stack.diag())
@@ -496,8 +507,9 @@ def test_unix_socket_permissions_between_nginx_and_velocior() -> None:
 
 def test_systemd_socket_activation_behind_nginx() -> None:
     """The socket unit of docs/deployment.md: the socket (0660, group www-data) belongs to the
-    activator, here this test, and Velocior gets it as fd 3. It outlives a Velocior restart:
-    a request that arrives while Velocior is down waits in the listen queue and is answered by
+    activator, here this test, and Velocior gets it as fd 3. It outlives a Velocior restart
+    (`systemctl restart` while a request is running): the running request completes, and a
+    request that arrives while Velocior is down waits in the listen queue and is answered by
     the next Velocior, instead of failing."""
     tmp = make_public_tmpdir("velocior-activation-")
     path = os.path.join(tmp, "velocior.sock")
@@ -507,14 +519,21 @@ def test_systemd_socket_activation_behind_nginx() -> None:
     give_socket_to_group(path)
     listener.listen(128)
     listen = free_ports(1)[0]
-    backend = Backend("nginx_apps:app", activate=(listener, "uwsgi"), ready=[path], log_dir=tmp)
+    backend = Backend("nginx_apps:app", activate=(listener, "uwsgi"), ready=[path], log_dir=tmp,
+                      env={"VELOCIOR_TEST_FILES": tmp})
     nginx = None
     try:
         nginx = Nginx([("unix", {"LISTEN": listen})],
                       {"SERVER_NAME": HOST, "SOCKET": path, "PROTECTED_DIR": tmp},
                       wait_ports=[listen])
         assert fetch(listen, "GET", "/whoami").status == 200, backend.log()
-        assert backend.stop() == 0
+        mark = Path(tmp, "mark-restart.json")
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            running = pool.submit(fetch, listen, "GET", "/slow?sleep=1&mark=restart")
+            wait_until(mark.exists, 20, "the slow request to reach the app")
+            assert backend.stop() == 0
+            r = running.result(timeout=30)
+            assert (r.status, r.body) == (200, b"x" * 16), backend.log()
         assert os.path.exists(path), "Velocior removed a socket file it did not create"
 
         # Velocior is down; the socket still listens. This request must wait, not fail.
@@ -523,7 +542,8 @@ def test_systemd_socket_activation_behind_nginx() -> None:
             time.sleep(0.5)
             assert not pending.done(), pending.result()
             backend = Backend("nginx_apps:app", activate=(listener, "uwsgi"), log_dir=tmp,
-                              env={"VELOCIOR_TEST_BACKEND": "second"})
+                              env={"VELOCIOR_TEST_BACKEND": "second",
+                                   "VELOCIOR_TEST_FILES": tmp})
             r = pending.result(timeout=60)
         assert (r.status, r.body) == (200, b"Hello, World!"), backend.log()
         assert fetch(listen, "GET", "/whoami").body == b"second"
