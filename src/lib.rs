@@ -94,6 +94,7 @@ fn parse_options(options: &Bound<'_, PyDict>) -> PyResult<(Config, WsgiOptions)>
             "multiprocess" => w.multiprocess = v.extract()?,
             "url_scheme" => w.url_scheme = v.extract()?,
             "max_body_in_memory" => c.max_body_in_memory = v.extract()?,
+            "max_body_size" => c.max_body_size = v.extract()?,
             "native_response" => c.native_response = v.extract()?,
             "max_head_bytes" => c.limits.max_head_bytes = v.extract()?,
             "max_headers" => c.limits.max_headers = v.extract()?,

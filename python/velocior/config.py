@@ -341,6 +341,11 @@ class Config:
         ("--max-body-in-memory",), IntKind(0), section=CONN,
         help="Request bodies up to this many bytes are read before the app is called; larger "
              "ones are streamed as the app reads wsgi.input."))
+    max_body_size: int = _setting(0, Spec(
+        ("--max-body-size", "--limit-request-body"), IntKind(0), section=CONN,
+        help="Largest request body in bytes (0: no limit). A larger Content-Length is answered "
+             "413 before the body is read; a chunked body that grows past it makes wsgi.input "
+             "raise (the app's error response follows)."))
     max_head_bytes: int | None = _setting(None, Spec(
         ("--max-head-bytes",), IntKind(1, optional=True), section=CONN,
         help="Largest HTTP request head, request line and headers (431 above; default 16384)."))
@@ -406,6 +411,7 @@ class Config:
             "multiprocess": self.use_supervisor(),
             "url_scheme": self.url_scheme,
             "max_body_in_memory": self.max_body_in_memory,
+            "max_body_size": self.max_body_size,
         }
         if self.native_response:
             opts["native_response"] = True

@@ -41,6 +41,8 @@ pub struct BodyState {
     continue_pending: bool,
     /// Bytes handed to the application so far.
     delivered: u64,
+    /// Largest chunked body accepted (0: no limit); Content-Length is checked before.
+    max: u64,
 }
 
 /// A shareable handle (the connection keeps one, `wsgi.input` holds another).
@@ -67,7 +69,13 @@ impl BodyState {
             timeout,
             continue_pending: false,
             delivered: 0,
+            max: 0,
         }
+    }
+
+    pub fn with_max(mut self, max: u64) -> Self {
+        self.max = max;
+        self
     }
 
     pub fn chunked(
@@ -90,6 +98,7 @@ impl BodyState {
             timeout,
             continue_pending: false,
             delivered: 0,
+            max: 0,
         }
     }
 
@@ -180,7 +189,17 @@ impl BodyState {
                     }
                     self.pos += used;
                 }
-                Ok(decoded.len() - *dpos)
+                let ready = decoded.len() - *dpos;
+                if self.max > 0 && self.delivered + ready as u64 > self.max {
+                    return Err(io::Error::new(
+                        io::ErrorKind::FileTooLarge,
+                        format!(
+                            "the chunked request body exceeds --max-body-size ({} bytes)",
+                            self.max
+                        ),
+                    ));
+                }
+                Ok(ready)
             }
         }
     }
@@ -390,6 +409,7 @@ impl Body {
                     timeout: g.timeout,
                     continue_pending: g.continue_pending,
                     delivered: g.delivered,
+                    max: g.max,
                 }
             }
         }

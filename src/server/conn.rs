@@ -342,6 +342,16 @@ impl<S: Service> Conn<'_, S> {
             };
 
             // 2. The body: lend it the bytes after the head.
+            if let BodyKind::Length(n) = framing.body {
+                if cfg.max_body_size > 0 && n > cfg.max_body_size {
+                    return self
+                        .reject(
+                            413,
+                            &format!("request body of {n} bytes over --max-body-size"),
+                        )
+                        .await;
+                }
+            }
             let body = match framing.body {
                 BodyKind::None | BodyKind::Length(0) => None,
                 kind => {
@@ -357,11 +367,17 @@ impl<S: Service> Conn<'_, S> {
                             0,
                             &cfg.limits,
                             cfg.body_timeout,
-                        ),
+                        )
+                        .with_max(cfg.max_body_size),
                     };
                     if framing.expect_continue && !st.fully_buffered() {
                         st.set_continue_pending(true);
                     } else if let Err(e) = st.preload(cfg.max_body_in_memory).await {
+                        if e.kind() == io::ErrorKind::FileTooLarge {
+                            return self
+                                .reject(413, &format!("request body too large ({e})"))
+                                .await;
+                        }
                         if e.kind() == io::ErrorKind::InvalidData {
                             return self.reject(400, &format!("bad request body ({e})")).await;
                         }
@@ -465,6 +481,15 @@ impl<S: Service> Conn<'_, S> {
         };
         self.kick.phase.set(BUSY);
         let head_end = head.head_len;
+        if cfg.max_body_size > 0 && head.content_length > cfg.max_body_size {
+            let n = head.content_length;
+            return self
+                .reject(
+                    413,
+                    &format!("uwsgi request body of {n} bytes over --max-body-size"),
+                )
+                .await;
+        }
         let body = if head.content_length > 0 {
             let rest = self.buf[head_end..].to_vec();
             self.buf.truncate(head_end);

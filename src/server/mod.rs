@@ -43,6 +43,8 @@ pub struct Config {
     pub uwsgi_allow_from: Vec<Cidr>,
     pub server_header: Option<Vec<u8>>,
     pub max_body_in_memory: usize,
+    /// 0: no limit; else a larger Content-Length gets 413 and a longer chunked body an error.
+    pub max_body_size: u64,
     pub native_response: bool,
     pub limits: Limits,
 }
@@ -63,6 +65,7 @@ impl Default for Config {
             ],
             server_header: Some(b"velocior".to_vec()),
             max_body_in_memory: 64 * 1024,
+            max_body_size: 0,
             native_response: false,
             limits: Limits::default(),
         }
