@@ -78,9 +78,9 @@ def stack() -> Iterator[Stack]:
         "nginx_apps:app",
         http=[f"127.0.0.1:{direct}", f"unix:{http_sock}"],
         uwsgi=[f"unix:{sock}", f"127.0.0.1:{uwsgi_tcp}"],
-        # As docs/deployment.md says for proxy_pass: room for every head nginx lets through
-        # (`large_client_header_buffers 4 16k`), above Velocior's 16 KiB HTTP default.
-        args=["--max-head-bytes", "65536"],
+        # As docs/deployment.md says for proxy_pass: room for every request nginx lets through
+        # (`large_client_header_buffers 4 16k`), above Velocior's HTTP defaults (16 KiB, 8190).
+        args=["--max-head-bytes", "65536", "--max-target-bytes", "16384"],
         env={"VELOCIOR_TEST_FILES": files},
         ready=[("127.0.0.1", direct), ("127.0.0.1", uwsgi_tcp), sock, http_sock],
         log_dir=files,
@@ -414,6 +414,17 @@ def test_big_request_headers_up_to_nginx_limits(stack: Stack, route: str) -> Non
               [("X-Test-Big-0", "z" * (HEADER_LINE_LIMIT + 64))])
     assert r.status == 400
     assert b"Request Header Or Cookie Too Large" in r.body
+
+
+@pytest.mark.parametrize("route", ["unix", "tcp", "proxy", "proxy_unix"])
+def test_long_url_up_to_nginx_limits(stack: Stack, route: str) -> None:
+    query = "q=" + "u" * (HEADER_LINE_LIMIT - 512)
+    r = fetch(stack.ports[route], "GET", f"/echo-env?{query}")
+    assert r.status == 200, (r.status, r.body[:300], stack.diag())
+    assert r.json()["QUERY_STRING"] == query
+    # A request line over the buffer size is nginx's to refuse (414), not ours.
+    r = fetch(stack.ports[route], "GET", "/echo-env?q=" + "u" * (HEADER_LINE_LIMIT + 64))
+    assert r.status == 414 and b"<center>nginx" in r.body, (r.status, r.body[:300])
 
 
 @pytest.mark.parametrize("route", UWSGI_ROUTES)
