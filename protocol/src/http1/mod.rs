@@ -169,9 +169,7 @@ fn parse_head(
 
     // Method.
     let m_start = pos;
-    while pos < len && TOKEN[b[pos] as usize] {
-        pos += 1;
-    }
+    pos = scan_token(b, pos);
     if pos == len {
         return Ok(None);
     }
@@ -318,10 +316,7 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
     use ErrorKind::*;
     let len = b.len();
     let n_start = pos;
-    let mut p = pos;
-    while p < len && TOKEN[b[p] as usize] {
-        p += 1;
-    }
+    let mut p = scan_token(b, pos);
     if p == len {
         return Ok(None);
     }
@@ -379,6 +374,23 @@ pub(crate) fn parse_header_line(b: &[u8], pos: usize) -> Result<Option<(Header, 
         }
         p += 1;
     }
+}
+
+/// Index of the first non-token byte at or after `pos` (or `b.len()`). Four table lookups per
+/// branch: names are short, and a branch per byte cost more than the lookups.
+#[inline(always)]
+fn scan_token(b: &[u8], mut pos: usize) -> usize {
+    let t = |c: u8| TOKEN[c as usize];
+    while pos + 4 <= b.len() {
+        if !(t(b[pos]) & t(b[pos + 1]) & t(b[pos + 2]) & t(b[pos + 3])) {
+            break;
+        }
+        pos += 4;
+    }
+    while pos < b.len() && t(b[pos]) {
+        pos += 1;
+    }
+    pos
 }
 
 /// Index of the first byte in `b[pos..end]` that cannot be in a target (or `end`).
