@@ -203,6 +203,7 @@ def main() -> int:
         for server in servers:
             server.stop()
         backend.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 

@@ -185,6 +185,7 @@ class Nginx:
             return ""
 
     def stop(self, timeout: float = 15.0) -> None:
+        """Stop nginx by its PID and delete the prefix (config, logs, temp files)."""
         if self.proc.poll() is None:
             # TERM is nginx's fast shutdown: the master tells its workers and waits for them.
             os.kill(self.proc.pid, signal.SIGTERM)
@@ -194,6 +195,7 @@ class Nginx:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._out.close()
+        shutil.rmtree(self.prefix, ignore_errors=True)
 
     def __enter__(self) -> Nginx:
         return self
@@ -225,6 +227,8 @@ class Backend:
                  netns: str | None = None, ready: Sequence[tuple[str, int] | str] = (),
                  cpu: int | None = None, log_dir: str | None = None,
                  activate: tuple[socket.socket, str] | None = None) -> None:
+        # A directory of our own is ours to delete at stop(); a caller's is the caller's.
+        self._own_tmp = log_dir is None
         self.tmp = log_dir or make_public_tmpdir("velocior-backend-")
         self.log_path = os.path.join(self.tmp, f"velocior-{time.monotonic_ns()}.log")
         argv = [sys.executable, "-m", "velocior"]
@@ -293,6 +297,8 @@ class Backend:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         self._log.close()
+        if self._own_tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         return int(self.proc.returncode)
 
     def __enter__(self) -> Backend:

@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import socket
 import ssl
 import time
@@ -113,6 +114,7 @@ def stack() -> Iterator[Stack]:
             if server is not None:
                 server.stop()
         backend.stop()
+        shutil.rmtree(files, ignore_errors=True)
 
 
 @dataclass
@@ -501,7 +503,7 @@ def test_unix_socket_permissions_between_nginx_and_velocior() -> None:
     tmp = make_public_tmpdir("velocior-perm-")
     sock = os.path.join(tmp, "app.sock")
     listen = free_ports(1)[0]
-    with Backend("nginx_apps:app", uwsgi=[f"unix:{sock}"], ready=[sock], log_dir=tmp) as backend, \
+    with Backend("nginx_apps:app", uwsgi=[f"unix:{sock}"], ready=[sock]) as backend, \
             Nginx([("unix", {"LISTEN": listen})],
                   {"SERVER_NAME": HOST, "SOCKET": sock, "PROTECTED_DIR": tmp},
                   user="www-data", wait_ports=[listen]) as nginx:
@@ -514,6 +516,7 @@ def test_unix_socket_permissions_between_nginx_and_velocior() -> None:
         give_socket_to_group(sock)
         r = fetch(listen, "GET", "/hello")
         assert (r.status, r.body) == (200, b"Hello, World!"), backend.log()
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_systemd_socket_activation_behind_nginx() -> None:
@@ -563,3 +566,4 @@ def test_systemd_socket_activation_behind_nginx() -> None:
             nginx.stop()
         backend.stop()
         listener.close()
+        shutil.rmtree(tmp, ignore_errors=True)

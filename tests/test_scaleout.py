@@ -10,6 +10,7 @@ again. Without namespaces (no CAP_NET_ADMIN), the hosts are 127.0.0.2-4 and the 
 from __future__ import annotations
 
 import http.client
+import shutil
 import subprocess
 import sys
 import threading
@@ -147,6 +148,7 @@ def cluster() -> Iterator[Cluster]:
         if c.nginx is not None:
             c.nginx.stop()
         hosts.cleanup()
+        shutil.rmtree(files, ignore_errors=True)
 
 
 def uwsgi_probe(host: str, port: int, source: str, netns: str | None) -> bytes:
