@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import grp
 import os
+import re
 import shutil
 import signal
 import socket
@@ -374,6 +375,7 @@ class BackendHosts:
         self.mode = "netns"
         self.note = ""
         try:
+            self._remove_stale()
             self._make_namespaces()
         except (OSError, subprocess.CalledProcessError) as exc:
             detail = getattr(exc, "stderr", "") or str(exc)
@@ -382,6 +384,29 @@ class BackendHosts:
             self.note = (f"network namespaces unavailable ({detail.strip()}): falling back to "
                          f"loopback addresses 127.0.0.2-{n + 1}")
             self.hosts = [(f"127.0.0.{i + 2}", "127.0.0.1") for i in range(n)]
+
+    @staticmethod
+    def _remove_stale() -> None:
+        """Delete what an earlier run of this test left behind when it was killed before its
+        finally ran: namespaces and links named after a test process that no longer exists."""
+        def dead(pid: str) -> bool:
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+            return False
+
+        for line in _ip("netns", "list").stdout.splitlines():
+            name = line.split(" ")[0]
+            m = re.fullmatch(r"velocior-t(\d+)-h\d+", name)
+            if m and dead(m.group(1)):
+                _ip("netns", "delete", name, check=False)
+        for line in _ip("-o", "link", "show").stdout.splitlines():
+            m = re.match(r"\d+: (vt(\d+)h\d+)[@:]", line)
+            if m and dead(m.group(2)):
+                _ip("link", "delete", m.group(1), check=False)
 
     def _free_subnet(self) -> int:
         used = _ip("-o", "-4", "addr", "show").stdout
