@@ -177,7 +177,7 @@ def _run_single(cfg: Config, app: Any, listeners: list[Listener], spec: str) -> 
     logs.error_log.info("velocior %s: serving %s in one process (pid %d)", _version(),
                         spec or getattr(app, "__name__", "the app"), os.getpid())
     # Our copies of the sockets are shut down by the stop signal's handler (see run_server).
-    reason = run_server(server, SINGLE, [lst.sock for lst in listeners])
+    reason = run_server(server, SINGLE, [lst.sock for lst in listeners if not lst.inherited])
     logs.error_log.info("stopped (%s) after %d requests", reason, server.requests_served)
     global _stuck_threads
     _stuck_threads = server.busy_threads

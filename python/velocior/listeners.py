@@ -75,6 +75,9 @@ class Listener:
     sock: socket.socket
     display: str  # e.g. "http://127.0.0.1:8000", "unix:/run/app.sock"
     created: tuple[str, int, int] | None = None  # (path, st_dev, st_ino) of a file we created
+    # Handed down by systemd: the socket outlives us (the .socket unit queues connections for the
+    # next instance), so it is only ever closed, never shut down.
+    inherited: bool = False
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -304,7 +307,7 @@ def from_systemd(environ: MutableMapping[str, str], http: Sequence[str], uwsgi: 
             host, port = sock.getsockname()[:2]
             addr = Address(protocol, f"fd:{fd}", host=host, port=port)
             display = _display(addr, sock)
-        result.append(Listener(addr, sock, f"{display} (systemd)"))
+        result.append(Listener(addr, sock, f"{display} (systemd)", inherited=True))
     return result
 
 

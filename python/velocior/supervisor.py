@@ -297,7 +297,8 @@ class Supervisor:
     def _shut_listeners_down(self) -> None:
         self.shutdown_at = None
         for lst in self.listeners:
-            shut_down(lst.sock)
+            if not lst.inherited:
+                shut_down(lst.sock)
             lst.close()
 
     def _begin_reload(self) -> None:
