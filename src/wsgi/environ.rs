@@ -22,6 +22,18 @@ pub struct EnvBuilder {
     empty_input: Py<Input>,
     keys: RefCell<HashMap<Vec<u8>, Py<PyString>>>,
     scratch: RefCell<Vec<u8>>,
+    /// The last peer's REMOTE_ADDR / REMOTE_PORT strings: requests on one connection (keep-alive,
+    /// pipelining) reuse them instead of making new ones.
+    last_peer: RefCell<Option<(std::net::SocketAddr, Py<PyString>, Py<PyString>)>>,
+    /// The last Host header and the HTTP_HOST / SERVER_NAME / SERVER_PORT strings made from it.
+    last_host: RefCell<Option<HostStrings>>,
+}
+
+struct HostStrings {
+    raw: Vec<u8>,
+    value: Py<PyString>,
+    name: Py<PyString>,
+    port: Option<Py<PyString>>,
 }
 
 /// A native (latin-1) str from bytes, as PEP 3333 wants for every environ value.
@@ -45,6 +57,8 @@ impl EnvBuilder {
             empty_input,
             keys: RefCell::new(HashMap::new()),
             scratch: RefCell::new(Vec::new()),
+            last_peer: RefCell::new(None),
+            last_host: RefCell::new(None),
         }
     }
 
@@ -103,9 +117,21 @@ impl EnvBuilder {
                 } else {
                     latin1(py, raw_path)
                 };
+                let target = head.target.get(buf);
+                // The raw target is usually the path itself: share the string.
+                let raw_uri = if target == raw_path && !raw_path.contains(&b'%') {
+                    path.clone()
+                } else {
+                    latin1(py, target)
+                };
                 env.set_item(intern!(py, "PATH_INFO"), path)?;
-                env.set_item(intern!(py, "QUERY_STRING"), latin1(py, head.query.get(buf)))?;
-                env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target.get(buf)))?;
+                let query = head.query.get(buf);
+                if query.is_empty() {
+                    env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
+                } else {
+                    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+                }
+                env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
                 env.set_item(
                     intern!(py, "SERVER_PROTOCOL"),
                     match head.version {
@@ -113,10 +139,15 @@ impl EnvBuilder {
                         Version::Http10 => intern!(py, "HTTP/1.0"),
                     },
                 )?;
-                let mut host: Option<&[u8]> = None;
+                let mut host_seen = false;
                 for h in headers.iter() {
                     let name = h.name.get(buf);
                     let value = h.value.get(buf);
+                    if !host_seen && name.eq_ignore_ascii_case(b"host") {
+                        host_seen = true;
+                        self.host(py, &env, value)?;
+                        continue;
+                    }
                     if name.eq_ignore_ascii_case(b"content-type") {
                         env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
                         continue;
@@ -130,9 +161,6 @@ impl EnvBuilder {
                         // proxy that filters one spelling. Dropped, as nginx does by default.
                         continue;
                     }
-                    if host.is_none() && name.eq_ignore_ascii_case(b"host") {
-                        host = Some(value);
-                    }
                     let key = self.key(py, name, true);
                     set_or_join(
                         &env,
@@ -141,11 +169,10 @@ impl EnvBuilder {
                         name.eq_ignore_ascii_case(b"cookie"),
                     )?;
                 }
-                if body.is_some() && env.get_item(intern!(py, "CONTENT_LENGTH"))?.is_none() {
-                    // A chunked body: its length is not known in advance.
+                if !host_seen {
+                    server_name_port(py, &env, req.conn)?;
                 }
-                server_name_port(py, &env, host, req.conn)?;
-                remote(py, &env, req.conn)?;
+                self.remote(py, &env, req.conn)?;
             }
             RequestKind::Uwsgi { vars } => {
                 let buf = req.buf;
@@ -179,7 +206,7 @@ impl EnvBuilder {
                     }
                 }
                 if env.get_item(intern!(py, "SERVER_NAME"))?.is_none() {
-                    server_name_port(py, &env, None, req.conn)?;
+                    server_name_port(py, &env, req.conn)?;
                 }
             }
         }
@@ -234,18 +261,24 @@ fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
-fn server_name_port(
-    py: Python<'_>,
-    env: &Bound<'_, PyDict>,
-    host: Option<&[u8]>,
-    conn: &ConnInfo,
-) -> PyResult<()> {
-    // Host first (name and optional port; an IPv6 literal keeps its brackets), else the socket.
-    let (name, port): (Bound<'_, PyString>, Option<Bound<'_, PyString>>) = match host
-        .filter(|h| !h.is_empty())
-    {
-        Some(h) => {
-            let split = if h[0] == b'[' {
+/// SERVER_NAME / SERVER_PORT without a Host header: the socket's own address.
+fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
+    let (name, port) = match conn.local {
+        Some(a) => (a.ip().to_string(), a.port().to_string()),
+        None => ("localhost".to_string(), "80".to_string()),
+    };
+    env.set_item(intern!(py, "SERVER_NAME"), PyString::new(py, &name))?;
+    env.set_item(intern!(py, "SERVER_PORT"), PyString::new(py, &port))?;
+    Ok(())
+}
+
+impl EnvBuilder {
+    /// HTTP_HOST, SERVER_NAME and SERVER_PORT from a Host header (name and optional port; an IPv6
+    /// literal keeps its brackets; no port: 80, or 443 under https).
+    fn host(&self, py: Python<'_>, env: &Bound<'_, PyDict>, h: &[u8]) -> PyResult<()> {
+        let mut cache = self.last_host.borrow_mut();
+        if cache.as_ref().is_none_or(|c| c.raw != h) {
+            let split = if h.first() == Some(&b'[') {
                 h.iter()
                     .position(|&c| c == b']')
                     .map(|i| i + 1)
@@ -253,41 +286,52 @@ fn server_name_port(
             } else {
                 h.iter().rposition(|&c| c == b':')
             };
-            match split {
+            let (name, port) = match split {
                 Some(i) if i + 1 < h.len() => (latin1(py, &h[..i]), Some(latin1(py, &h[i + 1..]))),
                 Some(i) => (latin1(py, &h[..i]), None),
                 None => (latin1(py, h), None),
+            };
+            *cache = Some(HostStrings {
+                raw: h.to_vec(),
+                value: latin1(py, h).unbind(),
+                name: name.unbind(),
+                port: port.map(Bound::unbind),
+            });
+        }
+        let c = cache.as_ref().expect("filled above");
+        env.set_item(intern!(py, "HTTP_HOST"), c.value.bind(py))?;
+        env.set_item(intern!(py, "SERVER_NAME"), c.name.bind(py))?;
+        match &c.port {
+            Some(p) => env.set_item(intern!(py, "SERVER_PORT"), p.bind(py)),
+            None => {
+                let https = env
+                    .get_item(intern!(py, "wsgi.url_scheme"))?
+                    .is_some_and(|s| s.extract::<&str>().is_ok_and(|s| s == "https"));
+                env.set_item(
+                    intern!(py, "SERVER_PORT"),
+                    if https {
+                        intern!(py, "443")
+                    } else {
+                        intern!(py, "80")
+                    },
+                )
             }
         }
-        None => match conn.local {
-            Some(a) => (
-                PyString::new(py, &a.ip().to_string()),
-                Some(PyString::new(py, &a.port().to_string())),
-            ),
-            None => (PyString::new(py, "localhost"), None),
-        },
-    };
-    let port = match port {
-        Some(p) => p,
-        None => {
-            let https = env
-                .get_item(intern!(py, "wsgi.url_scheme"))?
-                .is_some_and(|s| s.extract::<&str>().is_ok_and(|s| s == "https"));
-            PyString::new(py, if https { "443" } else { "80" })
-        }
-    };
-    env.set_item(intern!(py, "SERVER_NAME"), name)?;
-    env.set_item(intern!(py, "SERVER_PORT"), port)?;
-    Ok(())
-}
-
-fn remote(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
-    if conn.peer.is_some() {
-        env.set_item(intern!(py, "REMOTE_ADDR"), PyString::new(py, &conn.peer_ip))?;
-        env.set_item(
-            intern!(py, "REMOTE_PORT"),
-            PyString::new(py, &conn.peer_port),
-        )?;
     }
-    Ok(())
+
+    fn remote(&self, py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
+        let Some(peer) = conn.peer else { return Ok(()) };
+        let mut cache = self.last_peer.borrow_mut();
+        if cache.as_ref().is_none_or(|c| c.0 != peer) {
+            *cache = Some((
+                peer,
+                PyString::new(py, &conn.peer_ip).unbind(),
+                PyString::new(py, &conn.peer_port).unbind(),
+            ));
+        }
+        let (_, ip, port) = cache.as_ref().expect("filled above");
+        env.set_item(intern!(py, "REMOTE_ADDR"), ip.bind(py))?;
+        env.set_item(intern!(py, "REMOTE_PORT"), port.bind(py))?;
+        Ok(())
+    }
 }

@@ -10,6 +10,8 @@
 //! after it, the connection is closed so the client sees a truncated body, never a wrong one.
 
 use std::borrow::Cow;
+
+use smallvec::SmallVec;
 use std::fs::File;
 use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
@@ -94,7 +96,8 @@ impl Call {
             Err(e) => return fail_early(py, &self, e, out, "the application raised an exception"),
         };
         let keep_alive = self.keep_alive;
-        let mut a = Box::new(Active {
+        // On the stack: boxed only when the response goes on streaming.
+        let mut a = Active {
             call: self,
             sr: sr.unbind(),
             result: Some(result.clone().unbind()),
@@ -107,19 +110,19 @@ impl Call {
             status: 0,
             keep_alive,
             file_pending: None,
-        });
+        };
         let start = out.len();
         match a.start(py, &result, out) {
             Ok(Some(ka)) => WsgiResponder {
                 state: State::Done(ka),
             },
             Ok(None) => WsgiResponder {
-                state: State::Active(a),
+                state: State::Active(Box::new(a)),
             },
             Err(e) => {
                 out.truncate(start);
                 WsgiResponder {
-                    state: a.fail(py, e, out),
+                    state: Box::new(a).fail(py, e, out),
                 }
             }
         }
@@ -208,13 +211,11 @@ impl Active {
     ) -> PyResult<Option<bool>> {
         if let Ok(list) = result.downcast::<PyList>() {
             return self
-                .whole(py, list.iter().collect::<Vec<_>>().as_slice(), out)
+                .whole(py, list.len(), |i| list.get_item(i), out)
                 .map(Some);
         }
         if let Ok(t) = result.downcast::<PyTuple>() {
-            return self
-                .whole(py, t.iter().collect::<Vec<_>>().as_slice(), out)
-                .map(Some);
+            return self.whole(py, t.len(), |i| t.get_item(i), out).map(Some);
         }
         if let Ok(fw) = result.downcast::<FileWrapper>() {
             if let Some((file, offset, len)) = real_file(py, fw.get().filelike.bind(py)) {
@@ -236,15 +237,16 @@ impl Active {
     }
 
     /// A list or tuple: the length is known, one head with Content-Length.
-    fn whole(
+    fn whole<'py>(
         &mut self,
-        py: Python<'_>,
-        items: &[Bound<'_, PyAny>],
+        py: Python<'py>,
+        len: usize,
+        get: impl Fn(usize) -> PyResult<Bound<'py, PyAny>>,
         out: &mut Vec<u8>,
     ) -> PyResult<bool> {
         let mut total = 0u64;
-        for it in items {
-            total += as_bytes(it)?.len() as u64;
+        for i in 0..len {
+            total += as_bytes(&get(i)?)?.len() as u64;
         }
         let written: Vec<Py<PyAny>> = std::mem::take(&mut self.call_sr(py).written);
         for w in &written {
@@ -254,8 +256,8 @@ impl Active {
         for w in &written {
             self.body(w.bind(py).downcast::<PyBytes>()?.as_bytes(), out);
         }
-        for it in items {
-            self.body(as_bytes(it)?, out);
+        for i in 0..len {
+            self.body(as_bytes(&get(i)?)?, out);
         }
         self.finish(py, out)
     }
@@ -292,8 +294,8 @@ impl Active {
         self.status = code;
         self.no_body = self.call.is_head || code < 200 || code == 204 || code == 304;
         let headers = headers.bind(py);
-        let mut strs: Vec<(Bound<'_, PyString>, Bound<'_, PyString>)> =
-            Vec::with_capacity(headers.len());
+        // Inline storage: a typical response head allocates nothing here.
+        let mut strs: SmallVec<[(Bound<'_, PyString>, Bound<'_, PyString>); 12]> = SmallVec::new();
         for item in headers.iter() {
             let t = item
                 .downcast_into::<PyTuple>()
@@ -303,7 +305,7 @@ impl Active {
                 t.get_item(1)?.downcast_into::<PyString>()?,
             ));
         }
-        let mut views: Vec<HeaderBytes<'_>> = Vec::with_capacity(strs.len());
+        let mut views: SmallVec<[HeaderBytes<'_>; 12]> = SmallVec::new();
         for (n, v) in &strs {
             let (n, v) = (latin1_bytes(n)?, latin1_bytes(v)?);
             if name_eq(&n, b"content-length") {

@@ -41,15 +41,23 @@ impl StartResponse {
 
 #[pymethods]
 impl StartResponse {
-    #[pyo3(signature = (status, headers, exc_info=None))]
+    /// `start_response(status, headers, exc_info=None)`. It returns itself as the `write()`
+    /// callable (no new object per request): called with bytes alone, it writes them.
+    #[pyo3(signature = (status, headers=None, exc_info=None))]
     fn __call__(
         slf: &Bound<'_, Self>,
         status: &Bound<'_, PyAny>,
-        headers: &Bound<'_, PyAny>,
+        headers: Option<&Bound<'_, PyAny>>,
         exc_info: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyObject> {
-        let py = slf.py();
         let me = slf.get();
+        let Some(headers) = headers else {
+            if status.is_instance_of::<pyo3::types::PyBytes>() {
+                me.write(status)?;
+                return Ok(slf.py().None());
+            }
+            return Err(PyTypeError::new_err("start_response() missing its headers argument"));
+        };
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
             let st = me.state();
@@ -102,7 +110,7 @@ impl StartResponse {
         st.status = Some(status.clone().unbind());
         st.headers = Some(list.clone().unbind());
         drop(st);
-        Ok(slf.getattr(pyo3::intern!(py, "write"))?.unbind())
+        Ok(slf.clone().into_any().unbind())
     }
 
     /// The legacy write() callable: its bytes go out before the iterable's, in order.
