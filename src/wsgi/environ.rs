@@ -24,10 +24,13 @@ pub struct EnvBuilder {
     scratch: RefCell<Vec<u8>>,
     /// The last peer's REMOTE_ADDR / REMOTE_PORT strings: requests on one connection (keep-alive,
     /// pipelining) reuse them instead of making new ones.
-    last_peer: RefCell<Option<(std::net::SocketAddr, Py<PyString>, Py<PyString>)>>,
+    last_peer: RefCell<Option<PeerStrings>>,
     /// The last Host header and the HTTP_HOST / SERVER_NAME / SERVER_PORT strings made from it.
     last_host: RefCell<Option<HostStrings>>,
 }
+
+/// A peer address with its REMOTE_ADDR and REMOTE_PORT strings.
+type PeerStrings = (std::net::SocketAddr, Py<PyString>, Py<PyString>);
 
 struct HostStrings {
     raw: Vec<u8>,
