@@ -56,7 +56,9 @@ impl StartResponse {
                 me.write(status)?;
                 return Ok(slf.py().None());
             }
-            return Err(PyTypeError::new_err("start_response() missing its headers argument"));
+            return Err(PyTypeError::new_err(
+                "start_response() missing its headers argument",
+            ));
         };
         let exc_info = exc_info.filter(|e| !e.is_none());
         {
