@@ -247,8 +247,12 @@ impl<S: Service> Conn<'_, S> {
         let mut just_answered = false;
         loop {
             // 1. A complete request head.
+            // Parse again only when new bytes hold a LF (a head can only end on one) or the
+            // buffer outgrew the head limit: a client sending a byte at a time costs O(n), not
+            // a re-parse of the whole buffer per byte.
+            let mut parse_needed = true;
             let head = loop {
-                if self.pos < self.buf.len() {
+                if parse_needed && self.pos < self.buf.len() {
                     match http1::parse_request_head(
                         &self.buf[self.pos..],
                         &cfg.limits,
@@ -270,7 +274,10 @@ impl<S: Service> Conn<'_, S> {
                     // Stopping: an idle keep-alive connection closes, unless the next request
                     // is already here (it is answered, with Connection: close).
                     match self.wait_input(Instant::now(), true).await? {
-                        Wait::Data => continue,
+                        Wait::Data => {
+                            parse_needed = true;
+                            continue;
+                        }
                         _ => return Ok(()),
                     }
                 }
@@ -283,11 +290,16 @@ impl<S: Service> Conn<'_, S> {
                     cfg.header_timeout
                 };
                 let since = *started.get_or_insert_with(Instant::now);
+                // wait_input moves the unparsed bytes to the front: new ones follow them.
+                let had = self.buf.len() - self.pos;
                 match self
                     .wait_input(since + limit, !(idle && just_answered))
                     .await?
                 {
-                    Wait::Data => {}
+                    Wait::Data => {
+                        parse_needed = self.buf[had..].contains(&b'\n')
+                            || self.buf.len() > cfg.limits.max_head_bytes;
+                    }
                     Wait::Eof | Wait::Kicked => return Ok(()),
                     Wait::TimedOut => {
                         if !idle {
