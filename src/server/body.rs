@@ -318,24 +318,27 @@ impl BodyState {
             if self.buffered_len() >= limit {
                 return Ok(false);
             }
-            self.make_room();
-            let want = self.read_size();
-            let n = self
-                .stream
-                .read_buf(
-                    &mut self.buf,
-                    want,
-                    self.timeout,
-                    "reading the request body",
-                )
-                .await?;
-            if n == 0 {
+            if self.fill().await? == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
                     "client closed before the end of the request body",
                 ));
             }
         }
+    }
+
+    /// Async: one read of more body bytes from the socket (never past this body). Ok(0) is EOF.
+    async fn fill(&mut self) -> io::Result<usize> {
+        self.make_room();
+        let want = self.read_size();
+        self.stream
+            .read_buf(
+                &mut self.buf,
+                want,
+                self.timeout,
+                "reading the request body",
+            )
+            .await
     }
 
     /// Async: read and discard the rest of the body, up to `limit` bytes. True when it all went.
@@ -353,21 +356,8 @@ impl BodyState {
                 // No 100-continue was sent: the client may not send the body at all.
                 return Ok(false);
             }
-            if n == 0 {
-                self.make_room();
-                let want = self.read_size();
-                let got = self
-                    .stream
-                    .read_buf(
-                        &mut self.buf,
-                        want,
-                        self.timeout,
-                        "reading the request body",
-                    )
-                    .await?;
-                if got == 0 {
-                    return Ok(false);
-                }
+            if n == 0 && self.fill().await? == 0 {
+                return Ok(false);
             }
         }
     }

@@ -194,6 +194,23 @@ impl<S: Service> Conn<'_, S> {
         }
     }
 
+    /// The body of the request whose head ends at `head_end`, starting with the bytes already
+    /// read after the head (copied: the head stays in `buf` for the length of the call).
+    fn body_state(&self, kind: BodyKind, head_end: usize) -> BodyState {
+        let cfg = &self.shared.config;
+        let rest = self.buf[head_end..].to_vec();
+        match kind {
+            BodyKind::Chunked => {
+                BodyState::chunked(self.stream.clone(), rest, 0, &cfg.limits, cfg.body_timeout)
+                    .with_max(cfg.max_body_size)
+            }
+            BodyKind::Length(n) => {
+                BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout)
+            }
+            BodyKind::None => BodyState::length(self.stream.clone(), rest, 0, 0, cfg.body_timeout),
+        }
+    }
+
     /// Answer a protocol error with its canned response and close.
     async fn reject(&mut self, status: u16, what: &str) -> io::Result<()> {
         let peer = self
@@ -325,19 +342,7 @@ impl<S: Service> Conn<'_, S> {
                 // The message itself is well framed: take in its (small) body first, so that a
                 // truncated message is never answered and the 400 is not sent mid-upload.
                 if framing.body != BodyKind::None && !framing.expect_continue {
-                    let rest = self.buf[head_end..].to_vec();
-                    let mut st = match framing.body {
-                        BodyKind::Length(n) => {
-                            BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout)
-                        }
-                        _ => BodyState::chunked(
-                            self.stream.clone(),
-                            rest,
-                            0,
-                            &cfg.limits,
-                            cfg.body_timeout,
-                        ),
-                    };
+                    let mut st = self.body_state(framing.body, head_end);
                     if !matches!(st.drain(DRAIN_LIMIT).await, Ok(true)) {
                         return Ok(());
                     }
@@ -367,21 +372,8 @@ impl<S: Service> Conn<'_, S> {
             let body = match framing.body {
                 BodyKind::None | BodyKind::Length(0) => None,
                 kind => {
-                    let rest = self.buf[head_end..].to_vec();
+                    let mut st = self.body_state(kind, head_end);
                     self.buf.truncate(head_end);
-                    let mut st = match kind {
-                        BodyKind::Length(n) => {
-                            BodyState::length(self.stream.clone(), rest, 0, n, cfg.body_timeout)
-                        }
-                        _ => BodyState::chunked(
-                            self.stream.clone(),
-                            rest,
-                            0,
-                            &cfg.limits,
-                            cfg.body_timeout,
-                        )
-                        .with_max(cfg.max_body_size),
-                    };
                     if framing.expect_continue && !st.fully_buffered() {
                         st.set_continue_pending(true);
                     } else if let Err(e) = st.preload(cfg.max_body_in_memory).await {
