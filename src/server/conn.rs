@@ -424,6 +424,7 @@ impl<S: Service> Conn<'_, S> {
             }
 
             // 4. Take the buffer back; what follows the body is the next request.
+            let mut body_done = true;
             match body {
                 None => self.pos = head_end,
                 Some(b) => {
@@ -434,6 +435,7 @@ impl<S: Service> Conn<'_, S> {
                             keep_alive = false;
                         }
                     }
+                    body_done = st.finished();
                     let (rest, rpos) = st.into_leftover();
                     // The head stays where it was: drop it and continue with the leftover.
                     self.buf.clear();
@@ -443,7 +445,12 @@ impl<S: Service> Conn<'_, S> {
             }
             if !keep_alive {
                 self.flush().await?;
-                self.close_gracefully().await;
+                // With nothing unread, a plain close sends FIN after the response. Bytes already
+                // here (pipelined after `Connection: close`, an unread body) would make the
+                // kernel send a reset that can destroy the response: linger for those.
+                if self.pos < self.buf.len() || !body_done {
+                    self.close_gracefully().await;
+                }
                 return Ok(());
             }
             if self.wbuf.len() >= WBUF_FLUSH {
