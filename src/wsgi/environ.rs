@@ -16,11 +16,15 @@ use super::input::Input;
 use crate::server::{Body, ConnInfo, Request, RequestKind};
 
 const KEY_CACHE_MAX: usize = 512;
+/// Header / var positions remembered (more than nginx's stock uwsgi_params plus common headers).
+const POS_CACHE_MAX: usize = 64;
 
 pub struct EnvBuilder {
     template: Py<PyDict>,
     empty_input: Py<Input>,
     keys: RefCell<HashMap<Vec<u8>, Py<PyString>>>,
+    http_pos: RefCell<Vec<Option<NamedKey>>>,
+    uwsgi_pos: RefCell<Vec<Option<NamedKey>>>,
     scratch: RefCell<Vec<u8>>,
     /// The last peer's REMOTE_ADDR / REMOTE_PORT strings: requests on one connection (keep-alive,
     /// pipelining) reuse them instead of making new ones.
@@ -28,6 +32,9 @@ pub struct EnvBuilder {
     /// The last Host header and the HTTP_HOST / SERVER_NAME / SERVER_PORT strings made from it.
     last_host: RefCell<Option<HostStrings>>,
 }
+
+/// A header or var name as received, and its environ key.
+type NamedKey = (Box<[u8]>, Py<PyString>);
 
 /// A peer address with its REMOTE_ADDR and REMOTE_PORT strings.
 type PeerStrings = (std::net::SocketAddr, Py<PyString>, Py<PyString>);
@@ -59,34 +66,70 @@ impl EnvBuilder {
             template,
             empty_input,
             keys: RefCell::new(HashMap::new()),
+            http_pos: RefCell::new(Vec::new()),
+            uwsgi_pos: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
             last_peer: RefCell::new(None),
             last_host: RefCell::new(None),
         }
     }
 
-    /// The environ key for an HTTP header name, or a uwsgi var name as it is.
-    fn key<'py>(&self, py: Python<'py>, raw: &[u8], http: bool) -> Bound<'py, PyString> {
-        if let Some(k) = self.keys.borrow().get(raw) {
-            return k.bind(py).clone();
-        }
-        let s = if http {
-            let mut k = Vec::with_capacity(raw.len() + 5);
-            k.extend_from_slice(b"HTTP_");
-            k.extend(raw.iter().map(|&c| {
-                if c == b'-' {
-                    b'_'
-                } else {
-                    c.to_ascii_uppercase()
-                }
-            }));
-            latin1(py, &k)
+    /// The environ key for the `pos`-th HTTP header name, or uwsgi var name (as it is).
+    ///
+    /// A client (or nginx) sends the same names in the same order request after request, so the
+    /// first look is at the name cached for this position: a compare, no hashing.
+    fn key<'py>(
+        &self,
+        py: Python<'py>,
+        pos: usize,
+        raw: &[u8],
+        http: bool,
+    ) -> Bound<'py, PyString> {
+        let by_pos = if http {
+            &self.http_pos
         } else {
-            latin1(py, raw)
+            &self.uwsgi_pos
         };
-        let mut cache = self.keys.borrow_mut();
-        if cache.len() < KEY_CACHE_MAX {
-            cache.insert(raw.to_vec(), s.clone().unbind());
+        let hit = by_pos
+            .borrow()
+            .get(pos)
+            .and_then(Option::as_ref)
+            .filter(|(name, _)| **name == *raw)
+            .map(|(_, k)| k.bind(py).clone());
+        if let Some(k) = hit {
+            return k;
+        }
+        let cached = self.keys.borrow().get(raw).map(|k| k.bind(py).clone());
+        let s = match cached {
+            Some(k) => k,
+            None => {
+                let s = if http {
+                    let mut k = Vec::with_capacity(raw.len() + 5);
+                    k.extend_from_slice(b"HTTP_");
+                    k.extend(raw.iter().map(|&c| {
+                        if c == b'-' {
+                            b'_'
+                        } else {
+                            c.to_ascii_uppercase()
+                        }
+                    }));
+                    latin1(py, &k)
+                } else {
+                    latin1(py, raw)
+                };
+                let mut cache = self.keys.borrow_mut();
+                if cache.len() < KEY_CACHE_MAX {
+                    cache.insert(raw.to_vec(), s.clone().unbind());
+                }
+                s
+            }
+        };
+        let mut by_pos = by_pos.borrow_mut();
+        if pos < POS_CACHE_MAX {
+            if by_pos.len() <= pos {
+                by_pos.resize_with(pos + 1, || None);
+            }
+            by_pos[pos] = Some((raw.into(), s.clone().unbind()));
         }
         s
     }
@@ -143,7 +186,7 @@ impl EnvBuilder {
                     },
                 )?;
                 let mut host_seen = false;
-                for h in headers.iter() {
+                for (pos, h) in headers.iter().enumerate() {
                     let name = h.name.get(buf);
                     let value = h.value.get(buf);
                     if !host_seen && name.eq_ignore_ascii_case(b"host") {
@@ -164,7 +207,7 @@ impl EnvBuilder {
                         // proxy that filters one spelling. Dropped, as nginx does by default.
                         continue;
                     }
-                    let key = self.key(py, name, true);
+                    let key = self.key(py, pos, name, true);
                     set_or_join(
                         &env,
                         &key,
@@ -180,35 +223,44 @@ impl EnvBuilder {
             RequestKind::Uwsgi { vars } => {
                 let buf = req.buf;
                 let mut https = false;
-                for v in vars.iter() {
+                // Bits of the keys WSGI needs that nginx's uwsgi_params normally sends.
+                let (mut seen_method, mut seen_path, mut seen_query, mut seen_proto, mut seen_name) =
+                    (false, false, false, false, false);
+                for (pos, v) in vars.iter().enumerate() {
                     let k = v.key.get(buf);
                     let val = v.value.get(buf);
                     if val.is_empty() && (k == b"CONTENT_LENGTH" || k == b"CONTENT_TYPE") {
                         continue; // nginx sends them empty on bodyless requests: absent.
                     }
-                    if (k == b"HTTPS" && (val.eq_ignore_ascii_case(b"on") || val == b"1"))
-                        || (k == b"REQUEST_SCHEME" && val.eq_ignore_ascii_case(b"https"))
-                    {
-                        https = true;
+                    match k {
+                        b"HTTPS" => https |= val.eq_ignore_ascii_case(b"on") || val == b"1",
+                        b"REQUEST_SCHEME" => https |= val.eq_ignore_ascii_case(b"https"),
+                        b"REQUEST_METHOD" => seen_method = true,
+                        b"PATH_INFO" => seen_path = true,
+                        b"QUERY_STRING" => seen_query = true,
+                        b"SERVER_PROTOCOL" => seen_proto = true,
+                        b"SERVER_NAME" => seen_name = true,
+                        _ => {}
                     }
-                    let key = self.key(py, k, false);
+                    let key = self.key(py, pos, k, false);
                     set_or_join(&env, &key, latin1(py, val), k == b"HTTP_COOKIE")?;
                 }
                 if https {
                     env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
                 }
-                for (k, default) in [
-                    ("REQUEST_METHOD", "GET"),
-                    ("PATH_INFO", ""),
-                    ("QUERY_STRING", ""),
-                    ("SERVER_PROTOCOL", "HTTP/1.1"),
-                ] {
-                    let key = PyString::new(py, k);
-                    if env.get_item(&key)?.is_none() {
-                        env.set_item(key, default)?;
-                    }
+                if !seen_method {
+                    env.set_item(intern!(py, "REQUEST_METHOD"), intern!(py, "GET"))?;
                 }
-                if env.get_item(intern!(py, "SERVER_NAME"))?.is_none() {
+                if !seen_path {
+                    env.set_item(intern!(py, "PATH_INFO"), intern!(py, ""))?;
+                }
+                if !seen_query {
+                    env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
+                }
+                if !seen_proto {
+                    env.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
+                }
+                if !seen_name {
                     server_name_port(py, &env, req.conn)?;
                 }
             }
