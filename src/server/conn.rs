@@ -38,7 +38,8 @@ use super::{
 const WBUF_FLUSH: usize = 64 * 1024;
 /// An unread request body up to this size is drained to keep the connection; a larger one closes it.
 const DRAIN_LIMIT: u64 = 256 * 1024;
-const READ_SIZE: usize = 16 * 1024;
+/// First size of a connection's read buffer; it doubles when a head needs more.
+const READ_SIZE: usize = 4 * 1024;
 
 /// Connection phase, as seen by the shedding logic.
 const BUSY: u8 = 0;
@@ -106,7 +107,7 @@ pub(crate) async fn run<S: Service>(stream: Stream, info: ConnInfo, shared: Rc<S
         info,
         buf: Vec::with_capacity(READ_SIZE),
         pos: 0,
-        wbuf: Vec::with_capacity(READ_SIZE),
+        wbuf: Vec::new(),
     };
     let r = match c.info.protocol {
         Protocol::Http => c.http().await,
@@ -152,8 +153,8 @@ impl<S: Service> Conn<'_, S> {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 2 {
-            self.buf.reserve(READ_SIZE);
+        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+            self.buf.reserve(self.buf.capacity().max(READ_SIZE));
         }
         let mut attempt = try_first;
         loop {
@@ -232,7 +233,8 @@ impl<S: Service> Conn<'_, S> {
     async fn close_gracefully(&mut self) {
         self.stream.shutdown_write();
         let deadline = Instant::now() + Duration::from_secs(2);
-        let mut sink = [0u8; 4096];
+        // On the heap: an array here would sit in every connection future, copied on each spawn.
+        let mut sink = vec![0u8; 4096];
         let mut budget: usize = 1 << 20;
         while budget > 0 {
             let r = futures_lite::future::or(
