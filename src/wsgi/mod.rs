@@ -165,11 +165,7 @@ impl WsgiService {
     fn access_info(&self, req: &Request<'_>) -> AccessInfo {
         let buf = req.buf;
         let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-        let remote = req
-            .conn
-            .peer
-            .map(|p| p.ip().to_string())
-            .unwrap_or_default();
+        let remote = req.conn.peer_ip.clone();
         match &req.kind {
             RequestKind::Http { head, headers } => {
                 let find = |name: &[u8]| {
