@@ -17,6 +17,7 @@
 
 use std::cell::Cell;
 use std::io;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -409,15 +410,18 @@ impl<S: Service> Conn<'_, S> {
                 native_response(&shared, &req, wire, &mut self.wbuf);
                 true
             } else {
-                let d = shared
-                    .service
-                    .dispatch(&req, wire, body.clone(), &mut self.wbuf);
-                match self.drive(d).await {
-                    Some(ka) => {
-                        keep_alive &= ka;
-                        true
+                match dispatch_guarded(&shared, &req, wire, body.clone(), &mut self.wbuf) {
+                    Some(d) => match self.drive(d).await {
+                        Some(ka) => {
+                            keep_alive &= ka;
+                            true
+                        }
+                        None => false,
+                    },
+                    None => {
+                        let _ = self.flush().await;
+                        false
                     }
-                    None => false,
                 }
             };
             count_request(&shared);
@@ -529,11 +533,19 @@ impl<S: Service> Conn<'_, S> {
             native_response(&shared, &req, WireProtocol::Uwsgi, &mut self.wbuf);
             true
         } else {
-            let d =
-                shared
-                    .service
-                    .dispatch(&req, WireProtocol::Uwsgi, body.clone(), &mut self.wbuf);
-            self.drive(d).await.is_some()
+            match dispatch_guarded(
+                &shared,
+                &req,
+                WireProtocol::Uwsgi,
+                body.clone(),
+                &mut self.wbuf,
+            ) {
+                Some(d) => self.drive(d).await.is_some(),
+                None => {
+                    let _ = self.flush().await;
+                    false
+                }
+            }
         };
         count_request(&shared);
         if ok {
@@ -553,7 +565,14 @@ impl<S: Service> Conn<'_, S> {
         let wt = self.shared.config.write_timeout;
         match d {
             Dispatch::Inline(mut r) => loop {
-                match r.next(&mut self.wbuf) {
+                let step = catch_unwind(AssertUnwindSafe(|| r.next(&mut self.wbuf)));
+                let Ok(step) = step else {
+                    self.shared.service.log_error(
+                        "internal error (panic) while sending a response: closing the connection",
+                    );
+                    return None;
+                };
+                match step {
                     Step::Done { keep_alive } => return Some(keep_alive),
                     Step::Data => {
                         if self.flush().await.is_err() {
@@ -611,6 +630,31 @@ impl<S: Service> Conn<'_, S> {
     }
 }
 
+/// Call the service. A panic there is a bug of ours: it is contained to this request (500, then
+/// the connection closes) instead of unwinding through the loop and stopping the worker.
+fn dispatch_guarded<S: Service>(
+    shared: &Shared<S>,
+    req: &Request<'_>,
+    wire: WireProtocol,
+    body: Option<Body>,
+    out: &mut Vec<u8>,
+) -> Option<Dispatch<S::Responder>> {
+    let start = out.len();
+    match catch_unwind(AssertUnwindSafe(|| {
+        shared.service.dispatch(req, wire, body, out)
+    })) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            shared.service.log_error(
+                "internal error (panic) while handling a request: answered 500, closing",
+            );
+            out.truncate(start);
+            out.extend_from_slice(canned_response(500));
+            None
+        }
+    }
+}
+
 /// The benchmark floor: a fixed answer, no Python.
 fn native_response<S: Service>(
     shared: &Shared<S>,
@@ -636,5 +680,81 @@ fn native_response<S: Service>(
     out.extend_from_slice(b"\r\n\r\n");
     if !head_only {
         out.extend_from_slice(b"Hello, World!");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::{Cell, RefCell};
+    use std::sync::Arc;
+
+    use event_listener::Event;
+
+    use super::*;
+    use crate::server::{date::DateCache, Config, Control};
+
+    struct Boom {
+        logged: RefCell<Vec<String>>,
+    }
+
+    struct NoResponder;
+
+    impl Responder for NoResponder {
+        fn next(&mut self, _out: &mut Vec<u8>) -> Step {
+            Step::Done { keep_alive: false }
+        }
+        fn abort(&mut self) {}
+    }
+
+    impl Service for Boom {
+        type Responder = NoResponder;
+        fn dispatch(
+            &self,
+            _req: &Request<'_>,
+            _wire: WireProtocol,
+            _body: Option<Body>,
+            out: &mut Vec<u8>,
+        ) -> Dispatch<NoResponder> {
+            out.extend_from_slice(b"half a head");
+            panic!("a bug in the service");
+        }
+        fn log_error(&self, msg: &str) {
+            self.logged.borrow_mut().push(msg.to_string());
+        }
+        fn log_info(&self, _msg: &str) {}
+        fn check_signals(&self) -> bool {
+            true
+        }
+    }
+
+    #[test]
+    fn a_panicking_service_gives_500_not_a_dead_worker() {
+        let shared = Shared {
+            service: Boom {
+                logged: RefCell::new(Vec::new()),
+            },
+            config: Config::default(),
+            control: Arc::new(Control::default()),
+            date: DateCache::new(),
+            open: Cell::new(0),
+            waiting: RefCell::new(Default::default()),
+            all_closed: Event::new(),
+            max_reached: Cell::new(false),
+        };
+        let info = ConnInfo::new(Protocol::Uwsgi, None, None);
+        let req = Request {
+            buf: b"",
+            date: shared.date.get(),
+            kind: RequestKind::Uwsgi { vars: &[] },
+            conn: &info,
+            keep_alive: false,
+        };
+        let mut out = b"earlier response;".to_vec();
+        let d = dispatch_guarded(&shared, &req, WireProtocol::Uwsgi, None, &mut out);
+        assert!(d.is_none());
+        let mut want = b"earlier response;".to_vec();
+        want.extend_from_slice(canned_response(500));
+        assert_eq!(out, want);
+        assert!(shared.service.logged.borrow()[0].contains("panic"));
     }
 }
