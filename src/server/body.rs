@@ -154,10 +154,6 @@ impl BodyState {
         }
     }
 
-    pub fn delivered(&self) -> u64 {
-        self.delivered
-    }
-
     /// Decode what is buffered (chunked); returns bytes of body now ready without I/O.
     fn decode_buffered(&mut self) -> io::Result<usize> {
         match &mut self.kind {
