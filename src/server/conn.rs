@@ -41,6 +41,8 @@ const WBUF_FLUSH: usize = 64 * 1024;
 const DRAIN_LIMIT: u64 = 256 * 1024;
 /// First size of a connection's read buffer; it doubles when a head needs more.
 const READ_SIZE: usize = 4 * 1024;
+/// How long an idle keep-alive connection may still deliver a request once a graceful stop began.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Connection phase, as seen by the shedding logic.
 const BUSY: u8 = 0;
@@ -91,8 +93,8 @@ enum Wait {
     TimedOut,
 }
 
+/// One connection, from accept to close. The accept loop has already counted it in `open`.
 pub(crate) async fn run<S: Service>(stream: Stream, info: ConnInfo, shared: Rc<Shared<S>>) {
-    shared.open.set(shared.open.get() + 1);
     let kick = Rc::new(Kick {
         phase: Cell::new(READING_HEAD),
         kicked: Cell::new(false),
@@ -213,6 +215,19 @@ impl<S: Service> Conn<'_, S> {
         }
     }
 
+    /// Stopping gracefully, on an idle keep-alive connection: our last response promised to keep
+    /// the connection, so the client may be sending its next request right now. Give it a moment
+    /// (at most STOP_GRACE) instead of closing under it; a request that comes is answered with
+    /// `Connection: close`. True when request bytes arrived.
+    async fn last_request_grace(&mut self) -> io::Result<bool> {
+        self.kick.kicked.set(false);
+        let grace = STOP_GRACE.min(self.shared.config.keepalive_timeout);
+        Ok(matches!(
+            self.wait_input(Instant::now() + grace, true).await?,
+            Wait::Data
+        ))
+    }
+
     /// Answer a protocol error with its canned response and close.
     async fn reject(&mut self, status: u16, what: &str) -> io::Result<()> {
         let peer = self
@@ -291,15 +306,11 @@ impl<S: Service> Conn<'_, S> {
                 let idle = self.pos == self.buf.len();
                 let just_answered = std::mem::take(&mut just_answered);
                 if idle && !first && shared.control.state() >= 1 {
-                    // Stopping: an idle keep-alive connection closes, unless the next request
-                    // is already here (it is answered, with Connection: close).
-                    match self.wait_input(Instant::now(), true).await? {
-                        Wait::Data => {
-                            parse_needed = true;
-                            continue;
-                        }
-                        _ => return Ok(()),
+                    if self.last_request_grace().await? {
+                        parse_needed = true;
+                        continue;
                     }
+                    return Ok(());
                 }
                 self.kick
                     .phase
@@ -319,6 +330,13 @@ impl<S: Service> Conn<'_, S> {
                     Wait::Data => {
                         parse_needed = self.buf[had..].contains(&b'\n')
                             || self.buf.len() > cfg.limits.max_head_bytes;
+                    }
+                    Wait::Kicked if idle && !first && shared.control.state() >= 1 => {
+                        if self.last_request_grace().await? {
+                            parse_needed = true;
+                            continue;
+                        }
+                        return Ok(());
                     }
                     Wait::Eof | Wait::Kicked => return Ok(()),
                     Wait::TimedOut => {
