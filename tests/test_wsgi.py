@@ -310,6 +310,8 @@ BAD_APPS = [
     ("nostart", ("start_response",)),
     ("header-int", ("header",)),
     ("header-notuple", ("header",)),
+    ("header-not-latin1", ("latin-1",)),
+    ("status-not-latin1", ("latin-1",)),
     ("write-str", ("byte", "str")),
     ("not-iterable", ("iter",)),
 ]
@@ -325,6 +327,15 @@ def test_misbehaving_app_gets_500_and_a_log_line(lab: ServerProcess, mode: str,
         assert r.status == 500, r.raw_head
         assert b"X-Injected" not in r.raw_head
     wait_log_any(lab, mark, words)
+
+
+def test_latin1_status_and_header_sent_as_latin1_bytes(lab: ServerProcess) -> None:
+    with Conn.tcp(lab.host, lab.port) as c:
+        c.send(request("GET", "/bad?mode=latin1"))
+        r = c.read_response()
+    assert r.raw_head.startswith(b"HTTP/1.1 200 Tr\xe8s bien\r\n"), r.raw_head
+    assert b"\r\nX-Latin: caf\xe9 \xff\r\n" in r.raw_head
+    assert r.body == b"x"
 
 
 def wait_log_any(lab: ServerProcess, mark: int, words: tuple[str, ...]) -> None:

@@ -204,6 +204,31 @@ pub trait Service: 'static {
     /// A wakeup-fd byte arrived: run pending signal handlers. False means a handler raised:
     /// stop at once.
     fn check_signals(&self) -> bool;
+    /// Run one turn of the loop (every task that is ready, until all wait on I/O or timers)
+    /// inside `f`. A service that needs a lock for its own work can take it once per turn here
+    /// instead of once per request; it must not hold it while the loop waits for I/O, and the
+    /// loop never waits inside `f`.
+    fn turn<R>(&self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+}
+
+/// The loop's top-level future: every poll is one turn, run inside `Service::turn`.
+struct Turns<'a, S: Service, F> {
+    service: &'a S,
+    inner: std::pin::Pin<Box<F>>,
+}
+
+impl<S: Service, F: std::future::Future> std::future::Future for Turns<'_, S, F> {
+    type Output = F::Output;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        let inner = &mut this.inner;
+        this.service.turn(|| inner.as_mut().poll(cx))
+    }
 }
 
 /// Stop requests, from any thread (signal handlers run on the loop thread, `stop()` from anywhere).
@@ -424,7 +449,10 @@ pub fn run<S: Service>(
         }
     };
     let task = ex.spawn(main);
-    async_io::block_on(ex.run(task));
+    async_io::block_on(Turns {
+        service: &shared.service,
+        inner: Box::pin(ex.run(task)),
+    });
     // Dropping the executor cancels every remaining connection task (their responders see `abort`).
     drop(ex);
     let reason = if signal_error.get() {

@@ -1,6 +1,11 @@
 //! The WSGI environ: a per-worker template dict copied for each request, then the per-request keys
 //! set with interned names. Header and uwsgi var names are turned into Python strings once and
 //! cached (a bounded cache: a client sending random names cannot grow it without limit).
+//!
+//! The templates already hold every key a request of their kind always gets (HTTP: method, path,
+//! query, protocol, server name and port, peer; uwsgi: the defaults used when nginx leaves a var
+//! out), so most per-request work replaces values in place rather than adding keys. Each template
+//! comes in two table sizes, and a request copies the one its header count fits without a resize.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,8 +24,78 @@ const KEY_CACHE_MAX: usize = 512;
 /// Header / var positions remembered (more than nginx's stock uwsgi_params plus common headers).
 const POS_CACHE_MAX: usize = 64;
 
+/// How many keys CPython's smallest table holding a template (32 slots) takes before it grows:
+/// two thirds of its slots. A guess only costs speed if wrong (a resize on a copy).
+const SMALL_TABLE_KEYS: usize = 21;
+/// Entries a template must reach (in insertion order) for its table to grow to 64 slots.
+const MEDIUM_TABLE_ENTRIES: usize = SMALL_TABLE_KEYS + 1;
+
+/// One template at two table sizes: copying keeps the size, so the copy a request starts from has
+/// room for its keys (a compact table is cheaper to copy and to free).
+struct Template {
+    len: usize,
+    small: Py<PyDict>,
+    medium: Py<PyDict>,
+}
+
+impl Template {
+    fn new(py: Python<'_>, items: &[(&Bound<'_, PyString>, &Bound<'_, PyAny>)]) -> PyResult<Self> {
+        let grown = |entries: usize| -> PyResult<Py<PyDict>> {
+            // String keys only: CPython then keeps the compact unicode table.
+            let d = PyDict::new(py);
+            for (k, v) in items {
+                d.set_item(k, v)?;
+            }
+            let mut pads = Vec::new();
+            while d.len() < entries {
+                let k = PyString::new(py, &format!("\0pad{}", pads.len()));
+                d.set_item(&k, py.None())?;
+                pads.push(k);
+            }
+            // Deleting leaves the table at the size it grew to.
+            for k in pads {
+                d.del_item(k)?;
+            }
+            Ok(d.unbind())
+        };
+        Ok(Template {
+            len: items.len(),
+            small: grown(0)?,
+            medium: grown(MEDIUM_TABLE_ENTRIES)?,
+        })
+    }
+
+    /// A fresh copy with room for `extra` more keys.
+    fn copy<'py>(&self, py: Python<'py>, extra: usize) -> PyResult<Bound<'py, PyDict>> {
+        if self.len + extra <= SMALL_TABLE_KEYS {
+            self.small.bind(py).copy()
+        } else {
+            self.medium.bind(py).copy()
+        }
+    }
+}
+
+/// Set `key` to `value` in a fresh environ (no conversions, no reference-count traffic).
+#[inline]
+fn put<T>(
+    env: &Bound<'_, PyDict>,
+    key: &Bound<'_, PyString>,
+    value: &Bound<'_, T>,
+) -> PyResult<()> {
+    // SAFETY: valid dict, key and value pointers; PyDict_SetItem takes its own references.
+    if unsafe { ffi::PyDict_SetItem(env.as_ptr(), key.as_ptr(), value.as_ptr()) } < 0 {
+        return Err(PyErr::fetch(env.py()));
+    }
+    Ok(())
+}
+
 pub struct EnvBuilder {
-    template: Py<PyDict>,
+    /// HTTP over TCP (with REMOTE_ADDR / REMOTE_PORT), HTTP over a unix socket, uwsgi.
+    http_tcp: Template,
+    http_unix: Template,
+    uwsgi: Template,
+    /// The configured url scheme is https (SERVER_PORT 443 when Host has no port).
+    https: bool,
     empty_input: Py<Input>,
     keys: RefCell<HashMap<Vec<u8>, Py<PyString>>>,
     http_pos: RefCell<Vec<Option<NamedKey>>>,
@@ -61,9 +136,47 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
 }
 
 impl EnvBuilder {
-    pub fn new(template: Py<PyDict>, empty_input: Py<Input>) -> Self {
-        EnvBuilder {
-            template,
+    /// `base`: the keys every environ has (wsgi.*, SCRIPT_NAME, SERVER_SOFTWARE).
+    pub fn new(
+        py: Python<'_>,
+        base: &[(&str, Bound<'_, PyAny>)],
+        empty_input: Py<Input>,
+        https: bool,
+    ) -> PyResult<Self> {
+        let keys: Vec<_> = base.iter().map(|(k, _)| PyString::intern(py, k)).collect();
+        let mut items: Vec<(&Bound<'_, PyString>, &Bound<'_, PyAny>)> =
+            keys.iter().zip(base.iter().map(|(_, v)| v)).collect();
+        let s = |v: &'static str| PyString::intern(py, v).into_any();
+        let (get, empty, http11) = (s("GET"), s(""), s("HTTP/1.1"));
+        let input = empty_input.bind(py).clone().into_any();
+        // Placeholders, always replaced (HTTP), or defaults for vars nginx did not send (uwsgi).
+        let uwsgi_keys = [
+            (intern!(py, "REQUEST_METHOD"), &get),
+            (intern!(py, "PATH_INFO"), &empty),
+            (intern!(py, "QUERY_STRING"), &empty),
+            (intern!(py, "SERVER_PROTOCOL"), &http11),
+            (intern!(py, "wsgi.input"), &input),
+        ];
+        let http_keys = [
+            (intern!(py, "RAW_URI"), &empty),
+            (intern!(py, "SERVER_NAME"), &empty),
+            (intern!(py, "SERVER_PORT"), &empty),
+        ];
+        let peer_keys = [
+            (intern!(py, "REMOTE_ADDR"), &empty),
+            (intern!(py, "REMOTE_PORT"), &empty),
+        ];
+        items.extend(uwsgi_keys);
+        let uwsgi = Template::new(py, &items)?;
+        items.extend(http_keys);
+        let http_unix = Template::new(py, &items)?;
+        items.extend(peer_keys);
+        let http_tcp = Template::new(py, &items)?;
+        Ok(EnvBuilder {
+            http_tcp,
+            http_unix,
+            uwsgi,
+            https,
             empty_input,
             keys: RefCell::new(HashMap::new()),
             http_pos: RefCell::new(Vec::new()),
@@ -71,7 +184,7 @@ impl EnvBuilder {
             scratch: RefCell::new(Vec::new()),
             last_peer: RefCell::new(None),
             last_host: RefCell::new(None),
-        }
+        })
     }
 
     /// The environ key for the `pos`-th HTTP header name, or uwsgi var name (as it is).
@@ -147,13 +260,20 @@ impl EnvBuilder {
         req: &Request<'_>,
         body: Option<Body>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let env = self.template.bind(py).copy()?;
+        let env;
         match &req.kind {
             RequestKind::Http { head, headers } => {
+                let template = if req.conn.peer.is_some() {
+                    &self.http_tcp
+                } else {
+                    &self.http_unix
+                };
+                env = template.copy(py, headers.len())?;
                 let buf = req.buf;
-                env.set_item(
+                put(
+                    &env,
                     intern!(py, "REQUEST_METHOD"),
-                    method(py, head.method.get(buf)),
+                    &method(py, head.method.get(buf)),
                 )?;
                 let raw_path = head.path.get(buf);
                 let path = if raw_path.contains(&b'%') {
@@ -165,26 +285,23 @@ impl EnvBuilder {
                 };
                 let target = head.target.get(buf);
                 // The raw target is usually the path itself: share the string.
-                let raw_uri = if target == raw_path && !raw_path.contains(&b'%') {
-                    path.clone()
+                if target == raw_path && !raw_path.contains(&b'%') {
+                    put(&env, intern!(py, "RAW_URI"), &path)?;
                 } else {
-                    latin1(py, target)
-                };
-                env.set_item(intern!(py, "PATH_INFO"), path)?;
-                let query = head.query.get(buf);
-                if query.is_empty() {
-                    env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
-                } else {
-                    env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+                    put(&env, intern!(py, "RAW_URI"), &latin1(py, target))?;
                 }
-                env.set_item(intern!(py, "RAW_URI"), raw_uri)?;
-                env.set_item(
-                    intern!(py, "SERVER_PROTOCOL"),
-                    match head.version {
-                        Version::Http11 => intern!(py, "HTTP/1.1"),
-                        Version::Http10 => intern!(py, "HTTP/1.0"),
-                    },
-                )?;
+                put(&env, intern!(py, "PATH_INFO"), &path)?;
+                let query = head.query.get(buf);
+                if !query.is_empty() {
+                    put(&env, intern!(py, "QUERY_STRING"), &latin1(py, query))?;
+                }
+                if head.version == Version::Http10 {
+                    put(
+                        &env,
+                        intern!(py, "SERVER_PROTOCOL"),
+                        intern!(py, "HTTP/1.0"),
+                    )?;
+                }
                 let mut host_seen = false;
                 for (pos, h) in headers.iter().enumerate() {
                     let name = h.name.get(buf);
@@ -195,11 +312,11 @@ impl EnvBuilder {
                         continue;
                     }
                     if name.eq_ignore_ascii_case(b"content-type") {
-                        env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
+                        put(&env, intern!(py, "CONTENT_TYPE"), &latin1(py, value))?;
                         continue;
                     }
                     if name.eq_ignore_ascii_case(b"content-length") {
-                        env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value))?;
+                        put(&env, intern!(py, "CONTENT_LENGTH"), &latin1(py, value))?;
                         continue;
                     }
                     if name.contains(&b'_') {
@@ -221,9 +338,12 @@ impl EnvBuilder {
                 self.remote(py, &env, req.conn)?;
             }
             RequestKind::Uwsgi { vars } => {
+                // The vars, plus SERVER_NAME and SERVER_PORT when nginx leaves them out.
+                env = self.uwsgi.copy(py, vars.len() + 2)?;
                 let buf = req.buf;
                 let mut https = false;
-                // Bits of the keys WSGI needs that nginx's uwsgi_params normally sends.
+                // The template holds defaults for these: the first var of each name replaces
+                // its default, a repeat joins as for any other var.
                 let (mut seen_method, mut seen_path, mut seen_query, mut seen_proto, mut seen_name) =
                     (false, false, false, false, false);
                 for (pos, v) in vars.iter().enumerate() {
@@ -232,40 +352,44 @@ impl EnvBuilder {
                     if val.is_empty() && (k == b"CONTENT_LENGTH" || k == b"CONTENT_TYPE") {
                         continue; // nginx sends them empty on bodyless requests: absent.
                     }
-                    match k {
-                        b"HTTPS" => https |= val.eq_ignore_ascii_case(b"on") || val == b"1",
-                        b"REQUEST_SCHEME" => https |= val.eq_ignore_ascii_case(b"https"),
-                        b"REQUEST_METHOD" => seen_method = true,
-                        b"PATH_INFO" => seen_path = true,
-                        b"QUERY_STRING" => seen_query = true,
-                        b"SERVER_PROTOCOL" => seen_proto = true,
-                        b"SERVER_NAME" => seen_name = true,
-                        _ => {}
-                    }
+                    let first = |seen: &mut bool| !std::mem::replace(seen, true);
+                    let replaces_default = match k {
+                        b"HTTPS" => {
+                            https |= val.eq_ignore_ascii_case(b"on") || val == b"1";
+                            false
+                        }
+                        b"REQUEST_SCHEME" => {
+                            https |= val.eq_ignore_ascii_case(b"https");
+                            false
+                        }
+                        b"REQUEST_METHOD" => first(&mut seen_method),
+                        b"PATH_INFO" => first(&mut seen_path),
+                        b"QUERY_STRING" => first(&mut seen_query),
+                        b"SERVER_PROTOCOL" => first(&mut seen_proto),
+                        b"SERVER_NAME" => {
+                            seen_name = true;
+                            false
+                        }
+                        _ => false,
+                    };
                     let key = self.key(py, pos, k, false);
-                    set_or_join(&env, &key, latin1(py, val), k == b"HTTP_COOKIE")?;
+                    if replaces_default {
+                        put(&env, &key, &latin1(py, val))?;
+                    } else {
+                        set_or_join(&env, &key, latin1(py, val), k == b"HTTP_COOKIE")?;
+                    }
                 }
                 if https {
-                    env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
-                }
-                if !seen_method {
-                    env.set_item(intern!(py, "REQUEST_METHOD"), intern!(py, "GET"))?;
-                }
-                if !seen_path {
-                    env.set_item(intern!(py, "PATH_INFO"), intern!(py, ""))?;
-                }
-                if !seen_query {
-                    env.set_item(intern!(py, "QUERY_STRING"), intern!(py, ""))?;
-                }
-                if !seen_proto {
-                    env.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
+                    put(&env, intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
                 }
                 if !seen_name {
                     server_name_port(py, &env, req.conn)?;
                 }
             }
         }
-        env.set_item(intern!(py, "wsgi.input"), self.input(py, body)?)?;
+        if body.is_some() {
+            put(&env, intern!(py, "wsgi.input"), &self.input(py, body)?)?;
+        }
         Ok(env)
     }
 }
@@ -300,7 +424,7 @@ fn set_or_join(
             if cookie { "; " } else { ", " },
             value.to_str()?
         );
-        env.set_item(key, PyString::new(py, &joined))?;
+        put(env, key, &PyString::new(py, &joined))?;
     }
     Ok(())
 }
@@ -322,8 +446,8 @@ fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) ->
         Some(a) => (a.ip().to_string(), a.port().to_string()),
         None => ("localhost".to_string(), "80".to_string()),
     };
-    env.set_item(intern!(py, "SERVER_NAME"), PyString::new(py, &name))?;
-    env.set_item(intern!(py, "SERVER_PORT"), PyString::new(py, &port))?;
+    put(env, intern!(py, "SERVER_NAME"), &PyString::new(py, &name))?;
+    put(env, intern!(py, "SERVER_PORT"), &PyString::new(py, &port))?;
     Ok(())
 }
 
@@ -354,23 +478,12 @@ impl EnvBuilder {
             });
         }
         let c = cache.as_ref().expect("filled above");
-        env.set_item(intern!(py, "HTTP_HOST"), c.value.bind(py))?;
-        env.set_item(intern!(py, "SERVER_NAME"), c.name.bind(py))?;
+        put(env, intern!(py, "HTTP_HOST"), c.value.bind(py))?;
+        put(env, intern!(py, "SERVER_NAME"), c.name.bind(py))?;
         match &c.port {
-            Some(p) => env.set_item(intern!(py, "SERVER_PORT"), p.bind(py)),
-            None => {
-                let https = env
-                    .get_item(intern!(py, "wsgi.url_scheme"))?
-                    .is_some_and(|s| s.extract::<&str>().is_ok_and(|s| s == "https"));
-                env.set_item(
-                    intern!(py, "SERVER_PORT"),
-                    if https {
-                        intern!(py, "443")
-                    } else {
-                        intern!(py, "80")
-                    },
-                )
-            }
+            Some(p) => put(env, intern!(py, "SERVER_PORT"), p.bind(py)),
+            None if self.https => put(env, intern!(py, "SERVER_PORT"), intern!(py, "443")),
+            None => put(env, intern!(py, "SERVER_PORT"), intern!(py, "80")),
         }
     }
 
@@ -385,8 +498,8 @@ impl EnvBuilder {
             ));
         }
         let (_, ip, port) = cache.as_ref().expect("filled above");
-        env.set_item(intern!(py, "REMOTE_ADDR"), ip.bind(py))?;
-        env.set_item(intern!(py, "REMOTE_PORT"), port.bind(py))?;
+        put(env, intern!(py, "REMOTE_ADDR"), ip.bind(py))?;
+        put(env, intern!(py, "REMOTE_PORT"), port.bind(py))?;
         Ok(())
     }
 }

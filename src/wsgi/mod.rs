@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyString, PyTuple};
 use velocior_protocol::http1::Version;
 
 use crate::server::{
@@ -120,30 +120,41 @@ impl WsgiService {
         let access_logger = logging
             .call_method1("getLogger", ("velocior.access",))?
             .unbind();
-        // Presized: the per-request copy keeps the table size, so adding the request's keys
-        // never resizes it.
-        // SAFETY: returns a new reference or NULL with an exception set.
-        let template = unsafe {
-            let p = pyo3::ffi::_PyDict_NewPresized(48);
-            Bound::from_owned_ptr_or_err(py, p)?.downcast_into_unchecked::<PyDict>()
-        };
-        template.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
-        template.set_item("wsgi.url_scheme", opts.url_scheme.as_str())?;
-        template.set_item("wsgi.errors", py.import("sys")?.getattr("stderr")?)?;
-        template.set_item("wsgi.multithread", opts.threads > 1)?;
-        template.set_item("wsgi.multiprocess", opts.multiprocess)?;
-        template.set_item("wsgi.run_once", false)?;
-        template.set_item("wsgi.input_terminated", true)?;
-        template.set_item(
-            "wsgi.file_wrapper",
-            py.get_type::<file_wrapper::FileWrapper>(),
-        )?;
-        template.set_item("SCRIPT_NAME", "")?;
-        template.set_item(
-            "SERVER_SOFTWARE",
-            concat!("velocior/", env!("CARGO_PKG_VERSION")),
-        )?;
+        let base: [(&str, Bound<'_, PyAny>); 10] = [
+            ("wsgi.version", PyTuple::new(py, [1, 0])?.into_any()),
+            (
+                "wsgi.url_scheme",
+                PyString::new(py, &opts.url_scheme).into_any(),
+            ),
+            ("wsgi.errors", py.import("sys")?.getattr("stderr")?),
+            (
+                "wsgi.multithread",
+                PyBool::new(py, opts.threads > 1).to_owned().into_any(),
+            ),
+            (
+                "wsgi.multiprocess",
+                PyBool::new(py, opts.multiprocess).to_owned().into_any(),
+            ),
+            (
+                "wsgi.run_once",
+                PyBool::new(py, false).to_owned().into_any(),
+            ),
+            (
+                "wsgi.input_terminated",
+                PyBool::new(py, true).to_owned().into_any(),
+            ),
+            (
+                "wsgi.file_wrapper",
+                py.get_type::<file_wrapper::FileWrapper>().into_any(),
+            ),
+            ("SCRIPT_NAME", PyString::new(py, "").into_any()),
+            (
+                "SERVER_SOFTWARE",
+                PyString::new(py, concat!("velocior/", env!("CARGO_PKG_VERSION"))).into_any(),
+            ),
+        ];
         let empty = Py::new(py, Input::new(None))?;
+        let env = EnvBuilder::new(py, &base, empty, opts.url_scheme == "https")?;
         let watchdog = opts.worker_timeout.map(Watchdog::start);
         let loop_slot = watchdog.as_ref().map(|w| w.slot());
         Ok(WsgiService {
@@ -153,7 +164,7 @@ impl WsgiService {
                 access_logger,
                 server_header: opts.server_header.clone(),
             }),
-            env: EnvBuilder::new(template.unbind(), empty),
+            env,
             access_log: opts.access_log,
             pool: (opts.threads > 1).then(|| pool::Pool::new(opts.threads)),
             watchdog,
@@ -323,6 +334,18 @@ impl Service for WsgiService {
 
     fn log_info(&self, msg: &str) {
         Python::with_gil(|py| self.common.log_info(py, msg));
+    }
+
+    /// Without a pool, the GIL is taken once per loop turn: every request answered in that turn
+    /// shares one acquisition (a pipelined batch, or all connections that became readable
+    /// together). With a pool, pool threads run the app and need the GIL while the loop does I/O,
+    /// so the loop takes it only around each environ build.
+    fn turn<R>(&self, f: impl FnOnce() -> R) -> R {
+        if self.pool.is_none() {
+            Python::with_gil(|_| f())
+        } else {
+            f()
+        }
     }
 
     fn check_signals(&self) -> bool {

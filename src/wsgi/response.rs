@@ -83,13 +83,24 @@ struct Active {
 impl Call {
     /// Call the app; the fast path (a list) leaves the whole response in `out`.
     pub fn run(self, py: Python<'_>, app: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> WsgiResponder {
-        let sr = match Bound::new(py, StartResponse::new()) {
+        let sr = match StartResponse::acquire(py) {
             Ok(sr) => sr,
             Err(e) => return fail_early(py, &self, e, out, "could not create start_response"),
         };
-        let environ = self.environ.bind(py).clone();
         let guard = self.slot.as_ref().map(|s| s.enter());
-        let result = app.call1((environ, sr.clone()));
+        let args = [self.environ.as_ptr(), sr.as_ptr()];
+        // SAFETY: two live argument pointers, no keywords; a new reference or NULL comes back.
+        let result = unsafe {
+            Bound::from_owned_ptr_or_err(
+                py,
+                pyo3::ffi::PyObject_Vectorcall(
+                    app.as_ptr(),
+                    args.as_ptr(),
+                    args.len(),
+                    std::ptr::null_mut(),
+                ),
+            )
+        };
         drop(guard);
         let result = match result {
             Ok(r) => r,
@@ -113,9 +124,12 @@ impl Call {
         };
         let start = out.len();
         match a.start(py, &result, out) {
-            Ok(Some(ka)) => WsgiResponder {
-                state: State::Done(ka),
-            },
+            Ok(Some(ka)) => {
+                a.retire(py);
+                WsgiResponder {
+                    state: State::Done(ka),
+                }
+            }
             Ok(None) => WsgiResponder {
                 state: State::Active(Box::new(a)),
             },
@@ -182,12 +196,22 @@ fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 /// A header's name and value as bytes.
 type HeaderBytes<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
-/// A header name or value as latin-1 bytes (borrowed when ASCII, the common case).
+/// A header name or value as latin-1 bytes: the str's own buffer when CPython stores it one byte
+/// per character (every str of latin-1 text), no copy and no scan.
 fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
-    let t = s.to_str()?;
-    if t.is_ascii() {
-        return Ok(Cow::Borrowed(t.as_bytes()));
+    use pyo3::ffi;
+    let p = s.as_ptr();
+    // SAFETY: `p` is a live str. A ready one-byte-kind str's data pointer and length describe its
+    // characters as latin-1 bytes, valid while `s` is.
+    unsafe {
+        if ffi::PyUnicode_IS_READY(p) != 0 && ffi::PyUnicode_KIND(p) == ffi::PyUnicode_1BYTE_KIND {
+            let data = ffi::PyUnicode_DATA(p).cast::<u8>();
+            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
+            return Ok(Cow::Borrowed(std::slice::from_raw_parts(data, len)));
+        }
     }
+    // Wider kinds hold a character above U+00FF (the error below); legacy unready strings too.
+    let t = s.to_str()?;
     let mut owned = Vec::with_capacity(t.len());
     for ch in t.chars() {
         let c = ch as u32;
@@ -421,10 +445,32 @@ impl Active {
         Ok(self.keep_alive)
     }
 
+    /// A response finished inline: give back the start_response, drop the rest under the GIL we
+    /// hold (no deferred decrefs).
+    fn retire(self, py: Python<'_>) {
+        let Active {
+            call,
+            sr,
+            result,
+            iter,
+            ..
+        } = self;
+        StartResponse::release(py, sr);
+        if let Some(x) = result {
+            x.drop_ref(py);
+        }
+        if let Some(x) = iter {
+            x.drop_ref(py);
+        }
+        call.environ.drop_ref(py);
+    }
+
     fn close(&mut self, py: Python<'_>) {
-        self.iter = None;
+        if let Some(i) = self.iter.take() {
+            i.drop_ref(py);
+        }
         if let Some(r) = self.result.take() {
-            let r = r.bind(py);
+            let r = r.into_bound(py);
             if r.is_exact_instance_of::<PyList>() || r.is_exact_instance_of::<PyTuple>() {
                 return; // no close(); looking it up would raise and discard an AttributeError
             }

@@ -1,5 +1,6 @@
 //! `start_response` and the `write()` callable it returns (PEP 3333).
 
+use std::cell::Cell;
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::exceptions::{PyRuntimeError, PyTypeError};
@@ -28,6 +29,11 @@ impl Default for StartResponse {
     }
 }
 
+thread_local! {
+    /// A finished request's start_response, ready for the next request on this thread.
+    static SPARE: Cell<Option<Py<StartResponse>>> = const { Cell::new(None) };
+}
+
 impl StartResponse {
     pub fn new() -> Self {
         StartResponse {
@@ -36,6 +42,43 @@ impl StartResponse {
     }
     pub fn state(&self) -> MutexGuard<'_, SrState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A start_response for a new request: the one `release` kept, or a new one.
+    pub fn acquire(py: Python<'_>) -> PyResult<Bound<'_, StartResponse>> {
+        match SPARE.with(Cell::take) {
+            Some(sr) => Ok(sr.into_bound(py)),
+            None => Bound::new(py, StartResponse::new()),
+        }
+    }
+
+    /// The request is over. If nothing else holds this start_response (the app kept no
+    /// reference), it is reset and kept for the next request on this thread.
+    pub fn release(py: Python<'_>, sr: Py<StartResponse>) {
+        let sr = sr.into_bound(py);
+        if sr.get_refcnt() != 1 {
+            return;
+        }
+        let (status, headers, written) = {
+            let mut st = sr.get().state();
+            st.head_frozen = false;
+            (
+                st.status.take(),
+                st.headers.take(),
+                std::mem::take(&mut st.written),
+            )
+        };
+        // Dropped outside the lock: a decref can run arbitrary code.
+        if let Some(x) = status {
+            x.drop_ref(py);
+        }
+        if let Some(x) = headers {
+            x.drop_ref(py);
+        }
+        drop(written);
+        if let Some(old) = SPARE.with(|s| s.replace(Some(sr.unbind()))) {
+            old.drop_ref(py);
+        }
     }
 }
 

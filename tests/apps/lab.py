@@ -333,6 +333,17 @@ def r_bad(environ: Environ, start_response: StartResponse) -> Any:
     if mode == "header-notuple":
         start_response("200 OK", ["Content-Type: text/plain"])
         return [b"x"]
+    if mode == "header-not-latin1":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Price", "5 \u20ac")])
+        return [b"x"]
+    if mode == "status-not-latin1":
+        start_response("200 \u2713", [("Content-Type", "text/plain")])
+        return [b"x"]
+    if mode == "latin1":
+        # Latin-1 text beyond ASCII goes out as latin-1 bytes (PEP 3333), in name-safe values.
+        start_response("200 Tr\u00e8s bien", [("Content-Type", "text/plain"),
+                                              ("X-Latin", "caf\u00e9 \u00ff")])
+        return [b"x"]
     if mode == "write-str":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write("not bytes")
