@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from apps.lab import parts_body
 from helpers import (
     Conn,
     check_alive,
@@ -432,6 +433,16 @@ def test_threads_blocking_app_does_not_block_others(threaded: ServerProcess) -> 
         assert http_get(threaded, "/release?" + qs(token=tok)).status == 200
         r = blocked.read_response()
         assert r.body == b"released"
+
+
+def test_threads_large_list_items_sent_whole_and_in_order(threaded: ServerProcess) -> None:
+    # Large items are handed from the pool thread to the loop without a copy.
+    sizes = "10,20000,5,70000,3"
+    expected = b"".join(parts_body(sizes))
+    with Conn.tcp(threaded.host, threaded.port) as c:
+        c.send(request("GET", "/parts?" + qs(sizes=sizes)) + request("GET", "/hello"))
+        assert c.read_response().body == expected
+        assert c.read_response().body == b"Hello, World!"
 
 
 def test_threads_environ_multithread(threaded: ServerProcess) -> None:

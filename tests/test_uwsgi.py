@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import uwsgi_client as uw
+from apps.lab import parts_body
 from helpers import (
     Closed,
     check_alive,
@@ -114,6 +115,13 @@ def test_large_body_read_in_pieces(target: tuple[str, int] | str) -> None:
     body = bytes(range(256)) * (8 * 4096)  # 8 MiB
     resp, rest = uw.roundtrip(target, uw.cgi_vars(method="POST", path="/hash", body=body), body)
     assert resp.json() == {"len": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+    assert rest == b""
+
+
+def test_large_list_items_over_uwsgi(target: tuple[str, int] | str) -> None:
+    sizes = "10,20000,5,70000,3"
+    resp, rest = uw.roundtrip(target, uw.cgi_vars(path="/parts", query=qs(sizes=sizes)))
+    assert resp.status == 200 and resp.body == b"".join(parts_body(sizes))
     assert rest == b""
 
 

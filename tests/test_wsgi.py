@@ -8,6 +8,7 @@ import json
 import time
 
 import pytest
+from apps.lab import parts_body
 from helpers import (
     Closed,
     Conn,
@@ -409,6 +410,45 @@ def test_app_content_length_longer_body_cut_and_logged(lab: ServerProcess, gen: 
         assert r.header("content-length") == "10"
         assert r.body == b"0123456789"
         # the surplus never reaches the wire: what follows is the next response or the end
+        try:
+            nxt = c.read_response()
+            assert nxt.status == 200 and nxt.body == b"Hello, World!"
+        except Closed:
+            assert c.buf == b""
+    wait_log_since(lab, mark, "content-length")
+
+
+# Large list items go to the socket from the app's own bytes, not copied: same bytes, same order.
+PARTS = ["70000", "10,20000,5,70000,3", "16384,1,16383,100000"]
+
+
+@pytest.mark.parametrize("sizes", PARTS)
+@pytest.mark.parametrize("as_tuple", ["", "1"])
+def test_large_list_items_sent_whole_and_in_order(lab: ServerProcess, sizes: str,
+                                                  as_tuple: str) -> None:
+    expected = b"".join(parts_body(sizes))
+    with Conn.tcp(lab.host, lab.port) as c:
+        c.send(request("GET", "/parts?" + qs(sizes=sizes, tuple=as_tuple))
+               + request("HEAD", "/parts?" + qs(sizes=sizes)) + request("GET", "/hello"))
+        r = c.read_response()
+        assert r.header("content-length") == str(len(expected))
+        assert r.body == expected
+        head = c.read_response(head=True)
+        assert head.header("content-length") == str(len(expected)) and head.body == b""
+        assert c.read_response().body == b"Hello, World!"
+
+
+@pytest.mark.parametrize("declared", [20005, 20020, 90000])
+def test_large_list_items_cut_at_the_apps_content_length(lab: ServerProcess,
+                                                         declared: int) -> None:
+    mark = len(lab.log())
+    full = b"".join(parts_body("10,20000,5,70000,3"))
+    with Conn.tcp(lab.host, lab.port) as c:
+        c.send(request("GET", "/parts?" + qs(sizes="10,20000,5,70000,3", declared=declared))
+               + request("GET", "/hello"))
+        r = c.read_response()
+        assert r.header("content-length") == str(declared)
+        assert r.body == full[:declared]
         try:
             nxt = c.read_response()
             assert nxt.status == 200 and nxt.body == b"Hello, World!"

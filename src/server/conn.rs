@@ -148,6 +148,17 @@ impl<S: Service> Conn<'_, S> {
         Ok(())
     }
 
+    /// Write the output buffer and then `more`, in one vectored write where possible.
+    async fn flush_with(&mut self, more: &[u8]) -> io::Result<()> {
+        let wt = self.shared.config.write_timeout;
+        if self.wbuf.is_empty() {
+            return self.stream.write_all(more, wt).await;
+        }
+        let r = self.stream.write_all2(&self.wbuf, more, wt).await;
+        self.wbuf.clear();
+        r
+    }
+
     /// Make room and read more request bytes, waiting until `deadline` at most. `try_first`:
     /// attempt the read before waiting (skipped right after a response, when the client cannot
     /// have sent the next request yet: that read would only say EAGAIN).
@@ -598,6 +609,12 @@ impl<S: Service> Conn<'_, S> {
                             return None;
                         }
                     }
+                    Step::Bytes(b) => {
+                        if self.flush_with((*b).as_ref()).await.is_err() {
+                            r.abort();
+                            return None;
+                        }
+                    }
                     Step::File { file, offset, len } => {
                         let sent = match self.flush().await {
                             Ok(()) => self.stream.sendfile(&file, offset, len, wt).await,
@@ -618,16 +635,8 @@ impl<S: Service> Conn<'_, S> {
                 let piece = rx.recv().await;
                 let failed = match piece {
                     Ok(Piece::Done { keep_alive }) => return Some(keep_alive),
-                    Ok(Piece::Data(v)) => {
-                        let r = if self.wbuf.is_empty() {
-                            self.stream.write_all(&v, wt).await
-                        } else {
-                            let r = self.stream.write_all2(&self.wbuf, &v, wt).await;
-                            self.wbuf.clear();
-                            r
-                        };
-                        r.is_err()
-                    }
+                    Ok(Piece::Data(v)) => self.flush_with(&v).await.is_err(),
+                    Ok(Piece::Bytes(b)) => self.flush_with((*b).as_ref()).await.is_err(),
                     Ok(Piece::File { file, offset, len }) => match self.flush().await {
                         Ok(()) => {
                             !matches!(self.stream.sendfile(&file, offset, len, wt).await, Ok(n) if n == len)

@@ -153,10 +153,15 @@ pub enum WireProtocol {
     Uwsgi,
 }
 
+/// Bytes owned by the service (an application's body buffer), written without being copied.
+pub type Owned = Box<dyn AsRef<[u8]> + Send>;
+
 /// One step of a response, as produced by a [`Responder`].
 pub enum Step {
     /// More bytes were appended to the output buffer; call again.
     Data,
+    /// Write the output buffer, then these bytes; call again.
+    Bytes(Owned),
     /// Send `len` bytes of `file` from `offset` with sendfile(2), then call again.
     File { file: File, offset: u64, len: u64 },
     /// The response is complete.
@@ -168,6 +173,7 @@ pub enum Step {
 /// The same steps as owned values, for responses produced on another thread.
 pub enum Piece {
     Data(Vec<u8>),
+    Bytes(Owned),
     File { file: File, offset: u64, len: u64 },
     Done { keep_alive: bool },
     Abort,

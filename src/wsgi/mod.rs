@@ -230,6 +230,7 @@ fn run_remote(call: Call, app: Py<PyAny>, tx: async_channel::Sender<Piece>) {
         };
         let ok = match step {
             Step::Data => flush(&mut out),
+            Step::Bytes(b) => flush(&mut out) && tx.send_blocking(Piece::Bytes(b)).is_ok(),
             Step::File { file, offset, len } => {
                 flush(&mut out) && tx.send_blocking(Piece::File { file, offset, len }).is_ok()
             }

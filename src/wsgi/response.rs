@@ -60,6 +60,8 @@ impl WsgiResponder {
 
 enum State {
     Done(bool),
+    /// The head (and any small body part) is in the output buffer; these follow, then done.
+    Pieces(std::vec::IntoIter<AppBytes>, bool),
     /// The head went out and the body cannot be completed: close the connection.
     Aborted,
     Active(Box<Active>),
@@ -78,6 +80,30 @@ struct Active {
     status: u16,
     keep_alive: bool,
     file_pending: Option<(File, u64, u64)>,
+    /// Body items to write from the app's own buffers, in order, after `out`.
+    pieces: Vec<AppBytes>,
+}
+
+/// A list or tuple item at least this large is not copied into the output buffer.
+const ZERO_COPY_MIN: usize = 16 * 1024;
+
+/// (Part of) an app's bytes object, written by the loop without the GIL: bytes are immutable and
+/// the reference held here keeps the buffer alive and in place.
+struct AppBytes {
+    ptr: *const u8,
+    len: usize,
+    _owner: Py<PyAny>,
+}
+
+// SAFETY: the pointer is into an immutable bytes object that `_owner` keeps alive; reading it
+// from another thread needs no GIL.
+unsafe impl Send for AppBytes {}
+
+impl AsRef<[u8]> for AppBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see above; `len` never exceeds the object's size.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
 }
 
 impl Call {
@@ -121,13 +147,19 @@ impl Call {
             status: 0,
             keep_alive,
             file_pending: None,
+            pieces: Vec::new(),
         };
         let start = out.len();
         match a.start(py, &result, out) {
             Ok(Some(ka)) => {
+                let pieces = std::mem::take(&mut a.pieces);
                 a.retire(py);
                 WsgiResponder {
-                    state: State::Done(ka),
+                    state: if pieces.is_empty() {
+                        State::Done(ka)
+                    } else {
+                        State::Pieces(pieces.into_iter(), ka)
+                    },
                 }
             }
             Ok(None) => WsgiResponder {
@@ -281,7 +313,7 @@ impl Active {
             self.body(w.bind(py).downcast::<PyBytes>()?.as_bytes(), out);
         }
         for i in 0..len {
-            self.body(as_bytes(&get(i)?)?, out);
+            self.body_item(&get(i)?, out)?;
         }
         self.finish(py, out)
     }
@@ -390,25 +422,27 @@ impl Active {
         Ok(())
     }
 
+    /// How many of `len` more body bytes may go out: all, or what the app's own Content-Length
+    /// leaves room for (more is cut, logged, and the connection closed after the response).
+    fn admit(&mut self, len: usize) -> usize {
+        let Some(d) = self.declared else { return len };
+        let room = d.saturating_sub(self.body_sent);
+        if (len as u64) > room {
+            self.call.common.log_error_gil_held(&format!(
+                "{}: the application sent more than its Content-Length ({d}): body cut",
+                self.call.label()
+            ));
+            self.keep_alive = false;
+        }
+        (len as u64).min(room) as usize
+    }
+
     /// Append body bytes with the framing chosen at head time.
     fn body(&mut self, data: &[u8], out: &mut Vec<u8>) {
         if self.no_body || data.is_empty() {
             return;
         }
-        let data = match self.declared {
-            Some(d) => {
-                let room = d.saturating_sub(self.body_sent);
-                if (data.len() as u64) > room {
-                    self.call.common.log_error_gil_held(&format!(
-                        "{}: the application sent more than its Content-Length ({d}): body cut",
-                        self.call.label()
-                    ));
-                    self.keep_alive = false;
-                }
-                &data[..(data.len() as u64).min(room) as usize]
-            }
-            None => data,
-        };
+        let data = &data[..self.admit(data.len())];
         if data.is_empty() {
             return;
         }
@@ -420,6 +454,31 @@ impl Active {
             out.extend_from_slice(data);
         }
         self.body_sent += data.len() as u64;
+    }
+
+    /// A body item of a list or tuple response: a large one (and every one after it, to keep
+    /// the order) is written from the app's bytes object instead of being copied.
+    fn body_item(&mut self, item: &Bound<'_, PyAny>, out: &mut Vec<u8>) -> PyResult<()> {
+        let data = as_bytes(item)?;
+        let pass = self.framing != ResponseFraming::Chunked
+            && (!self.pieces.is_empty() || data.len() >= ZERO_COPY_MIN);
+        if !pass {
+            self.body(data, out);
+            return Ok(());
+        }
+        if self.no_body || data.is_empty() {
+            return Ok(());
+        }
+        let len = self.admit(data.len());
+        if len > 0 {
+            self.pieces.push(AppBytes {
+                ptr: data.as_ptr(),
+                len,
+                _owner: item.clone().unbind(),
+            });
+            self.body_sent += len as u64;
+        }
+        Ok(())
     }
 
     /// The end of a body: chunked terminator, length check, close(), access log.
@@ -550,6 +609,12 @@ impl Responder for WsgiResponder {
     fn next(&mut self, out: &mut Vec<u8>) -> Step {
         match &mut self.state {
             State::Done(ka) => return Step::Done { keep_alive: *ka },
+            State::Pieces(pieces, ka) => {
+                return match pieces.next() {
+                    Some(p) => Step::Bytes(Box::new(p)),
+                    None => Step::Done { keep_alive: *ka },
+                }
+            }
             State::Aborted => return Step::Abort,
             State::Active(a) => {
                 if let Some((file, offset, len)) = a.file_pending.take() {

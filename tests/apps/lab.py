@@ -387,6 +387,27 @@ def r_cl(environ: Environ, start_response: StartResponse) -> Any:
     return [body]
 
 
+def parts_body(sizes: str) -> list[bytes]:
+    """Items of the given sizes, each with its own content (so order and cuts show)."""
+    out = []
+    for i, n in enumerate(int(x) for x in sizes.split(",")):
+        pattern = b"%d:%c;" % (i, 97 + i % 26)
+        out.append((pattern * (n // len(pattern) + 1))[:n])
+    return out
+
+
+def r_parts(environ: Environ, start_response: StartResponse) -> Any:
+    """A list (or tuple) response of items of `sizes` bytes; `declared`: the app's own
+    Content-Length."""
+    q = query(environ)
+    body = parts_body(q["sizes"])
+    headers = [("Content-Type", "application/octet-stream")]
+    if "declared" in q:
+        headers.append(("Content-Length", q["declared"]))
+    start_response("200 OK", headers)
+    return tuple(body) if q.get("tuple") else body
+
+
 def r_file(environ: Environ, start_response: StartResponse) -> Any:
     q = query(environ)
     path = q["path"]
@@ -543,6 +564,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/inject": r_inject,
     "/cl": r_cl,
     "/file": r_file,
+    "/parts": r_parts,
     "/input": r_input,
     "/noread": r_noread,
     "/block": r_block,
