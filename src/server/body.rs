@@ -17,6 +17,30 @@ use velocior_protocol::Limits;
 use super::stream::Stream;
 
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Where body bytes are delivered: a growing `Vec`, or a buffer of fixed size being filled.
+pub trait Sink {
+    fn put(&mut self, data: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, data: &[u8]) {
+        self.extend_from_slice(data);
+    }
+}
+
+/// A fixed buffer filled from the front (callers never ask for more than it has room for).
+pub struct Fill<'a> {
+    pub buf: &'a mut [u8],
+    pub len: usize,
+}
+
+impl Sink for Fill<'_> {
+    fn put(&mut self, data: &[u8]) {
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+    }
+}
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
 enum Kind {
@@ -201,16 +225,16 @@ impl BodyState {
     }
 
     /// Move up to `max` buffered body bytes to `out` without I/O.
-    fn take_buffered(&mut self, max: usize, out: &mut Vec<u8>) -> io::Result<usize> {
+    fn take_buffered(&mut self, max: usize, out: &mut impl Sink) -> io::Result<usize> {
         let ready = self.decode_buffered()?.min(max);
         match &mut self.kind {
             Kind::Length { remaining } => {
-                out.extend_from_slice(&self.buf[self.pos..self.pos + ready]);
+                out.put(&self.buf[self.pos..self.pos + ready]);
                 self.pos += ready;
                 *remaining -= ready as u64;
             }
             Kind::Chunked { decoded, dpos, .. } => {
-                out.extend_from_slice(&decoded[*dpos..*dpos + ready]);
+                out.put(&decoded[*dpos..*dpos + ready]);
                 *dpos += ready;
             }
         }
@@ -261,7 +285,7 @@ impl BodyState {
     }
 
     /// Blocking: append up to `max` bytes of body to `out`; Ok(0) only at the end of the body.
-    pub fn read(&mut self, max: usize, out: &mut Vec<u8>) -> io::Result<usize> {
+    pub fn read(&mut self, max: usize, out: &mut impl Sink) -> io::Result<usize> {
         if max == 0 {
             return Ok(0);
         }
