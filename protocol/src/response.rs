@@ -132,6 +132,8 @@ where
     I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
 {
     parse_status(status)?;
+    // One growth at most for a typical head (a fresh buffer would otherwise grow several times).
+    out.reserve(status.len() + 256);
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status);
     out.extend_from_slice(b"\r\n");

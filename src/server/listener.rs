@@ -1,7 +1,7 @@
 //! Listening sockets handed over by Python (already bound and listening), and the accept loops.
 
-use std::net::{IpAddr, TcpListener};
-use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 
 /// Duplicate a descriptor the caller keeps (and may close at once).
 pub fn dup_fd(fd: RawFd) -> std::io::Result<OwnedFd> {
@@ -128,22 +128,59 @@ impl Listener {
     }
 }
 
+/// accept4(2) with the new socket already non-blocking and close-on-exec (std's accept would
+/// leave the non-blocking switch to one more syscall per connection).
+fn accept_nonblocking(l: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
+    // SAFETY: zeroed storage is a valid sockaddr_storage; accept4 writes at most `len` bytes.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let fd = unsafe {
+        libc::accept4(
+            l.as_raw_fd(),
+            (&mut storage as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor that we own from here.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    // SAFETY: accept4 filled `len` bytes of a socket address of the listener's family.
+    let addr = unsafe { socket2::SockAddr::new(storage, len) };
+    let peer = addr
+        .as_socket()
+        .ok_or_else(|| std::io::Error::other("accept4 returned a non-IP peer address"))?;
+    Ok((stream, peer))
+}
+
 pub(crate) async fn accept_loop<S: Service>(
     l: Listener,
     shared: Rc<Shared<S>>,
     ex: Rc<async_executor::LocalExecutor<'static>>,
 ) {
+    // A listener bound to one address: that is every connection's own address (no syscall).
+    let fixed_local = match &l.kind {
+        Kind::Tcp(t) => t
+            .get_ref()
+            .local_addr()
+            .ok()
+            .filter(|a| !a.ip().is_unspecified()),
+        Kind::Unix(_) => None,
+    };
     loop {
         let accepted = match &l.kind {
-            Kind::Tcp(t) => t.accept().await.map(|(s, peer)| {
-                let _ = s.get_ref().set_nodelay(true);
+            Kind::Tcp(t) => t.read_with(accept_nonblocking).await.and_then(|(s, peer)| {
+                let _ = s.set_nodelay(true);
                 // Only HTTP needs our own address (SERVER_NAME without a Host header); uwsgi gets
                 // it from nginx's vars: save the syscall on that path.
-                let local = match l.protocol {
-                    Protocol::Http => s.get_ref().local_addr().ok(),
-                    Protocol::Uwsgi => None,
+                let local = match (l.protocol, fixed_local) {
+                    (Protocol::Http, Some(a)) => Some(a),
+                    (Protocol::Http, None) => s.local_addr().ok(),
+                    (Protocol::Uwsgi, _) => None,
                 };
-                (Stream::Tcp(s), Some(peer), local)
+                Ok((Stream::Tcp(Async::new_nonblocking(s)?), Some(peer), local))
             }),
             Kind::Unix(u) => u.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
         };

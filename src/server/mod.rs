@@ -98,7 +98,24 @@ impl ConnInfo {
                     IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(p.ip()),
                     ip => ip,
                 };
-                (ip.to_string(), p.port().to_string())
+                let ip = match ip {
+                    // Formatted by hand: this runs for every connection, and std's Display is
+                    // generic (padding, width) and several times slower.
+                    IpAddr::V4(v4) => {
+                        let mut s = String::with_capacity(15);
+                        for (i, octet) in v4.octets().into_iter().enumerate() {
+                            if i > 0 {
+                                s.push('.');
+                            }
+                            push_decimal(&mut s, octet.into());
+                        }
+                        s
+                    }
+                    ip => ip.to_string(),
+                };
+                let mut port = String::with_capacity(5);
+                push_decimal(&mut port, p.port().into());
+                (ip, port)
             }
             None => (String::new(), String::new()),
         };
@@ -110,6 +127,20 @@ impl ConnInfo {
             peer_port,
         }
     }
+}
+
+fn push_decimal(s: &mut String, mut n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    s.extend(digits[i..].iter().map(|&d| char::from(d)));
 }
 
 /// One parsed request, borrowed from the connection's buffer for the length of the call.
@@ -504,5 +535,28 @@ pub(crate) fn count_request<S: Service>(shared: &Shared<S>) {
     if max > 0 && n >= max && !shared.max_reached.get() {
         shared.max_reached.set(true);
         shared.control.stop(true);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_text_matches_std_formatting() {
+        for (addr, ip, port) in [
+            ("127.0.0.1:8080", "127.0.0.1", "8080"),
+            ("10.255.0.3:65535", "10.255.0.3", "65535"),
+            ("0.0.0.0:0", "0.0.0.0", "0"),
+            ("[::ffff:1.2.3.4]:9", "1.2.3.4", "9"),
+            ("[::1]:443", "::1", "443"),
+            ("[2001:db8::7]:80", "2001:db8::7", "80"),
+        ] {
+            let a: SocketAddr = addr.parse().unwrap();
+            let info = ConnInfo::new(Protocol::Http, Some(a), None);
+            assert_eq!((info.peer_ip.as_str(), info.peer_port.as_str()), (ip, port));
+        }
+        let unix = ConnInfo::new(Protocol::Http, None, None);
+        assert_eq!((unix.peer_ip.as_str(), unix.peer_port.as_str()), ("", ""));
     }
 }
