@@ -223,6 +223,15 @@ def test_repeated_vars_are_joined(target: tuple[str, int] | str) -> None:
     env = echo(target, vars)
     assert env["HTTP_X_REPEAT"] == "a, b"
     assert env["HTTP_COOKIE"] == "a=1; b=2"
+    same = echo(target, uw.cgi_vars(path="/echo") + [("HTTP_X_SAME", "1"), ("HTTP_X_SAME", "1")])
+    assert same["HTTP_X_SAME"] == "1, 1"  # equal one-character values: still two vars
+
+
+def test_var_values_follow_each_request(target: tuple[str, int] | str) -> None:
+    # Values are remembered by position to share their str: a change must always show.
+    for v in ["a", "a", "bb", "caf\xe9", "a", "z" * 300, "a"]:
+        env = echo(target, uw.cgi_vars(path="/echo", query=v) + [("HTTP_X_V", v)])
+        assert env["QUERY_STRING"] == v and env["HTTP_X_V"] == v
 
 
 @pytest.mark.parametrize("extra,scheme", [

@@ -136,6 +136,28 @@ def test_environ_http10(lab: ServerProcess) -> None:
     assert "HTTP_HOST" not in env
 
 
+def test_repeated_headers_are_joined(lab: ServerProcess) -> None:
+    env, c = echo(lab, b"GET /echo HTTP/1.1\r\nHost: test\r\nX-Repeat: a\r\nCookie: a=1\r\n"
+                       b"X-Same: 1\r\nX-Repeat: b\r\nX-Same: 1\r\nCookie: b=2\r\n"
+                       b"X-Empty:\r\nX-Empty:\r\n\r\n")
+    c.close()
+    assert env["HTTP_X_REPEAT"] == "a, b"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_X_SAME"] == "1, 1"  # equal one-character values: still two headers
+    assert env["HTTP_X_EMPTY"] == ", "
+
+
+def test_header_values_follow_each_request(lab: ServerProcess) -> None:
+    # Values are remembered by position to share their str: a change must always show.
+    values = ["one", "one", "two", "caf\xe9", "one", "x" * 200, "x" * 200, "one"]
+    with Conn.tcp(lab.host, lab.port) as c:
+        for v in values:
+            c.send(request("GET", "/echo", [("User-Agent", v), ("X-Second", v[::-1])]))
+        for v in values:
+            env = c.read_response().json()
+            assert env["HTTP_USER_AGENT"] == v and env["HTTP_X_SECOND"] == v[::-1]
+
+
 def test_environ_is_fresh_per_request(lab: ServerProcess) -> None:
     # a header of the first request must not leak into the second one on the same connection
     with Conn.tcp(lab.host, lab.port) as c:

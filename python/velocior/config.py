@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import ipaddress
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,6 +194,8 @@ class ListKind(Kind):
 def _cidr(text: str) -> str:
     if text in ("*", "any"):
         return "0.0.0.0/0"
+    import ipaddress  # only with --uwsgi-allow-from: a worker need not hold the module
+
     try:
         return str(ipaddress.ip_network(text, strict=False))
     except ValueError:

@@ -8,7 +8,7 @@ pub fn dup_fd(fd: RawFd) -> std::io::Result<OwnedFd> {
     // SAFETY: the caller guarantees `fd` is open for the duration of this call.
     unsafe { BorrowedFd::borrow_raw(fd) }.try_clone_to_owned()
 }
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::rc::Rc;
 
 use async_io::Async;
@@ -128,6 +128,23 @@ impl Listener {
     }
 }
 
+/// accept4(2) on a unix socket, the new one non-blocking and close-on-exec (see below).
+fn accept_unix_nonblocking(l: &UnixListener) -> std::io::Result<UnixStream> {
+    // SAFETY: no address is asked for; the descriptor returned is new and ours.
+    let fd = unsafe {
+        libc::accept4(
+            l.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { UnixStream::from_raw_fd(fd) })
+}
+
 /// accept4(2) with the new socket already non-blocking and close-on-exec (std's accept would
 /// leave the non-blocking switch to one more syscall per connection).
 fn accept_nonblocking(l: &TcpListener) -> std::io::Result<(TcpStream, SocketAddr)> {
@@ -182,7 +199,10 @@ pub(crate) async fn accept_loop<S: Service>(
                 };
                 Ok((Stream::Tcp(Async::new_nonblocking(s)?), Some(peer), local))
             }),
-            Kind::Unix(u) => u.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
+            Kind::Unix(u) => u
+                .read_with(accept_unix_nonblocking)
+                .await
+                .and_then(|s| Ok((Stream::Unix(Async::new_nonblocking(s)?), None, None))),
         };
         let (stream, peer, local) = match accepted {
             Ok(x) => x,

@@ -100,12 +100,27 @@ pub struct EnvBuilder {
     keys: RefCell<HashMap<Vec<u8>, Py<PyString>>>,
     http_pos: RefCell<Vec<Option<NamedKey>>>,
     uwsgi_pos: RefCell<Vec<Option<NamedKey>>>,
+    /// The last value seen at each header / var position, and its str: most values (User-Agent,
+    /// Accept, nginx's SERVER_PROTOCOL, DOCUMENT_ROOT, ...) repeat request after request, and a
+    /// repeat shares the str instead of decoding and later freeing a new one.
+    http_vals: RefCell<Vec<ValueSlot>>,
+    uwsgi_vals: RefCell<Vec<ValueSlot>>,
     scratch: RefCell<Vec<u8>>,
     /// The last peer's REMOTE_ADDR / REMOTE_PORT strings: requests on one connection (keep-alive,
     /// pipelining) reuse them instead of making new ones.
     last_peer: RefCell<Option<PeerStrings>>,
     /// The last Host header and the HTTP_HOST / SERVER_NAME / SERVER_PORT strings made from it.
     last_host: RefCell<Option<HostStrings>>,
+}
+
+/// Values longer than this are not remembered (a long cookie or token rarely repeats).
+const VALUE_CACHE_MAX_LEN: usize = 96;
+
+/// A value as received (the buffer is reused: a miss allocates nothing) and its str.
+#[derive(Default)]
+struct ValueSlot {
+    raw: Vec<u8>,
+    value: Option<Py<PyString>>,
 }
 
 /// A header or var name as received, and its environ key.
@@ -181,6 +196,8 @@ impl EnvBuilder {
             keys: RefCell::new(HashMap::new()),
             http_pos: RefCell::new(Vec::new()),
             uwsgi_pos: RefCell::new(Vec::new()),
+            http_vals: RefCell::new(Vec::new()),
+            uwsgi_vals: RefCell::new(Vec::new()),
             scratch: RefCell::new(Vec::new()),
             last_peer: RefCell::new(None),
             last_host: RefCell::new(None),
@@ -245,6 +262,41 @@ impl EnvBuilder {
             by_pos[pos] = Some((raw.into(), s.clone().unbind()));
         }
         s
+    }
+
+    /// The environ value for the `pos`-th header / var value: the str made for the same bytes
+    /// at the same position last time, or a new one (then remembered).
+    fn value<'py>(
+        &self,
+        py: Python<'py>,
+        pos: usize,
+        raw: &[u8],
+        http: bool,
+    ) -> Bound<'py, PyString> {
+        if raw.len() > VALUE_CACHE_MAX_LEN || pos >= POS_CACHE_MAX {
+            return latin1(py, raw);
+        }
+        let mut slots = if http {
+            self.http_vals.borrow_mut()
+        } else {
+            self.uwsgi_vals.borrow_mut()
+        };
+        if slots.len() <= pos {
+            slots.resize_with(pos + 1, ValueSlot::default);
+        }
+        let slot = &mut slots[pos];
+        if let Some(v) = &slot.value {
+            if slot.raw == raw {
+                return v.bind(py).clone();
+            }
+        }
+        let v = latin1(py, raw);
+        slot.raw.clear();
+        slot.raw.extend_from_slice(raw);
+        if let Some(old) = slot.value.replace(v.clone().unbind()) {
+            old.drop_ref(py);
+        }
+        v
     }
 
     fn input<'py>(&self, py: Python<'py>, body: Option<Body>) -> PyResult<Bound<'py, PyAny>> {
@@ -312,7 +364,11 @@ impl EnvBuilder {
                         continue;
                     }
                     if name.eq_ignore_ascii_case(b"content-type") {
-                        put(&env, intern!(py, "CONTENT_TYPE"), &latin1(py, value))?;
+                        put(
+                            &env,
+                            intern!(py, "CONTENT_TYPE"),
+                            &self.value(py, pos, value, true),
+                        )?;
                         continue;
                     }
                     if name.eq_ignore_ascii_case(b"content-length") {
@@ -328,7 +384,7 @@ impl EnvBuilder {
                     set_or_join(
                         &env,
                         &key,
-                        latin1(py, value),
+                        self.value(py, pos, value, true),
                         name.eq_ignore_ascii_case(b"cookie"),
                     )?;
                 }
@@ -373,10 +429,11 @@ impl EnvBuilder {
                         _ => false,
                     };
                     let key = self.key(py, pos, k, false);
+                    let val = self.value(py, pos, val, false);
                     if replaces_default {
-                        put(&env, &key, &latin1(py, val))?;
+                        put(&env, &key, &val)?;
                     } else {
-                        set_or_join(&env, &key, latin1(py, val), k == b"HTTP_COOKIE")?;
+                        set_or_join(&env, &key, val, k == b"HTTP_COOKIE")?;
                     }
                 }
                 if https {
@@ -410,12 +467,15 @@ fn set_or_join(
     value: Bound<'_, PyString>,
     cookie: bool,
 ) -> PyResult<()> {
+    // Whether the key was new is told by the size, not by comparing the objects: equal short
+    // values can be one shared str (CPython's one-character strings, our value cache).
+    let before = env.len();
     // SAFETY: valid dict, key and value; PyDict_SetDefault returns a borrowed reference.
     let existing = unsafe { PyDict_SetDefault(env.as_ptr(), key.as_ptr(), value.as_ptr()) };
     if existing.is_null() {
         return Err(PyErr::fetch(env.py()));
     }
-    if existing != value.as_ptr() {
+    if env.len() == before {
         let py = env.py();
         let old = unsafe { Bound::from_borrowed_ptr(py, existing) };
         let joined = format!(
