@@ -227,6 +227,20 @@ def test_repeated_vars_are_joined(target: tuple[str, int] | str) -> None:
     assert same["HTTP_X_SAME"] == "1, 1"  # equal one-character values: still two vars
 
 
+def test_vars_replace_the_servers_defaults(target: tuple[str, int] | str) -> None:
+    # nginx configs set SCRIPT_NAME for an app mounted under a prefix: it replaces the default.
+    env = echo(target, uw.cgi_vars(path="/echo") + [("SCRIPT_NAME", "/app"),
+                                                    ("SERVER_SOFTWARE", "nginx-set")])
+    assert env["SCRIPT_NAME"] == "/app" and env["SERVER_SOFTWARE"] == "nginx-set"
+    twice = echo(target, uw.cgi_vars(path="/echo") + [("SCRIPT_NAME", "/a"), ("SCRIPT_NAME", "/b")])
+    assert twice["SCRIPT_NAME"] == "/a, /b"
+    # wsgi.* keys are the server's: a var cannot replace them
+    env = echo(target, uw.cgi_vars(path="/echo") + [("wsgi.url_scheme", "gopher"),
+                                                    ("wsgi.input", "x")])
+    assert env["wsgi"]["url_scheme"] == "http"
+    assert env["wsgi"]["input_methods"] == ["read", "readline", "readlines", "__iter__"]
+
+
 def test_var_values_follow_each_request(target: tuple[str, int] | str) -> None:
     # Values are remembered by position to share their str: a change must always show.
     for v in ["a", "a", "bb", "caf\xe9", "a", "z" * 300, "a"]:

@@ -158,6 +158,25 @@ def test_header_values_follow_each_request(lab: ServerProcess) -> None:
             assert env["HTTP_USER_AGENT"] == v and env["HTTP_X_SECOND"] == v[::-1]
 
 
+def test_host_keys_follow_each_request_on_a_connection(lab: ServerProcess) -> None:
+    # From its second request on, a connection's environ starts from its own template (peer
+    # and Host keys): a new Host must still show, and so must a missing one (HTTP/1.0).
+    hosts = ["a.test:1", "a.test:1", "b.test", "b.test:8080", "[::1]:99", "a.test:1", None]
+    with Conn.tcp(lab.host, lab.port) as c:
+        for h in hosts:
+            version = "HTTP/1.1" if h else "HTTP/1.0"
+            c.send(request("GET", "/echo", [("Connection", "keep-alive")], host=h,
+                           version=version))
+        for h in hosts:
+            env = c.read_response().json()
+            assert env["REMOTE_ADDR"] == "127.0.0.1" and env["REMOTE_PORT"].isdigit()
+            if h is None:
+                assert "HTTP_HOST" not in env and env["SERVER_NAME"] == "127.0.0.1"
+                continue
+            name, _, port = h.rpartition(":") if not h.endswith("test") else (h, "", "80")
+            assert (env["HTTP_HOST"], env["SERVER_NAME"], env["SERVER_PORT"]) == (h, name, port)
+
+
 def test_environ_is_fresh_per_request(lab: ServerProcess) -> None:
     # a header of the first request must not leak into the second one on the same connection
     with Conn.tcp(lab.host, lab.port) as c:

@@ -73,7 +73,7 @@ impl Default for Config {
 }
 
 /// Facts about the connection a request came on.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub protocol: Protocol,
     /// Peer address; `None` on unix sockets.
@@ -84,6 +84,9 @@ pub struct ConnInfo {
     /// connection rather than per request.
     pub peer_ip: String,
     pub peer_port: String,
+    /// What the service keeps for this connection between its requests (opaque here; the WSGI
+    /// adapter keeps an environ template for keep-alive connections).
+    pub service_state: RefCell<Option<Box<dyn std::any::Any>>>,
 }
 
 impl ConnInfo {
@@ -125,6 +128,7 @@ impl ConnInfo {
             local,
             peer_ip,
             peer_port,
+            service_state: RefCell::new(None),
         }
     }
 }

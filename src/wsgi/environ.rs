@@ -113,6 +113,16 @@ pub struct EnvBuilder {
     last_host: RefCell<Option<HostStrings>>,
 }
 
+/// What the adapter keeps per connection (in `ConnInfo::service_state`).
+enum ConnEnv {
+    FirstRequest,
+    /// The HTTP template with REMOTE_ADDR / REMOTE_PORT and the keys made from `host` set.
+    Template {
+        host: Vec<u8>,
+        dict: Py<PyDict>,
+    },
+}
+
 /// Values longer than this are not remembered (a long cookie or token rarely repeats).
 const VALUE_CACHE_MAX_LEN: usize = 96;
 
@@ -299,6 +309,43 @@ impl EnvBuilder {
         v
     }
 
+    /// A fresh environ from this connection's own template (peer and Host keys already set), or
+    /// None on its first request (only noted: most connections never send a second) or when
+    /// the template cannot be used.
+    fn conn_template<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &ConnInfo,
+        host: &[u8],
+        headers: usize,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let mut state = conn.service_state.borrow_mut();
+        let Some(mine) = state.as_mut().and_then(|s| s.downcast_mut::<ConnEnv>()) else {
+            *state = Some(Box::new(ConnEnv::FirstRequest));
+            return Ok(None);
+        };
+        if let ConnEnv::Template { host: h, dict } = mine {
+            if h.as_slice() == host {
+                return dict.bind(py).copy().map(Some);
+            }
+        }
+        let template = if conn.peer.is_some() {
+            &self.http_tcp
+        } else {
+            &self.http_unix
+        };
+        // Sized for this request's headers; the per-request copies keep that size.
+        let dict = template.copy(py, headers)?;
+        self.host(py, &dict, host)?;
+        self.remote(py, &dict, conn)?;
+        let env = dict.copy()?;
+        *mine = ConnEnv::Template {
+            host: host.to_vec(),
+            dict: dict.unbind(),
+        };
+        Ok(Some(env))
+    }
+
     fn input<'py>(&self, py: Python<'py>, body: Option<Body>) -> PyResult<Bound<'py, PyAny>> {
         Ok(match body {
             None => self.empty_input.bind(py).clone().into_any(),
@@ -315,13 +362,29 @@ impl EnvBuilder {
         let env;
         match &req.kind {
             RequestKind::Http { head, headers } => {
-                let template = if req.conn.peer.is_some() {
-                    &self.http_tcp
-                } else {
-                    &self.http_unix
-                };
-                env = template.copy(py, headers.len())?;
                 let buf = req.buf;
+                let host = headers
+                    .iter()
+                    .find(|h| h.name.get(buf).eq_ignore_ascii_case(b"host"))
+                    .map(|h| h.value.get(buf));
+                // From the second request of a connection on, with the same Host: a template
+                // that already holds the peer and Host keys.
+                let from_conn = match host {
+                    Some(host) => self.conn_template(py, req.conn, host, headers.len())?,
+                    None => None,
+                };
+                let conn_keys_set = from_conn.is_some();
+                env = match from_conn {
+                    Some(e) => e,
+                    None => {
+                        let template = if req.conn.peer.is_some() {
+                            &self.http_tcp
+                        } else {
+                            &self.http_unix
+                        };
+                        template.copy(py, headers.len())?
+                    }
+                };
                 put(
                     &env,
                     intern!(py, "REQUEST_METHOD"),
@@ -360,7 +423,9 @@ impl EnvBuilder {
                     let value = h.value.get(buf);
                     if !host_seen && name.eq_ignore_ascii_case(b"host") {
                         host_seen = true;
-                        self.host(py, &env, value)?;
+                        if !conn_keys_set {
+                            self.host(py, &env, value)?;
+                        }
                         continue;
                     }
                     if name.eq_ignore_ascii_case(b"content-type") {
@@ -391,49 +456,57 @@ impl EnvBuilder {
                 if !host_seen {
                     server_name_port(py, &env, req.conn)?;
                 }
-                self.remote(py, &env, req.conn)?;
+                if !conn_keys_set {
+                    self.remote(py, &env, req.conn)?;
+                }
             }
             RequestKind::Uwsgi { vars } => {
                 // The vars, plus SERVER_NAME and SERVER_PORT when nginx leaves them out.
                 env = self.uwsgi.copy(py, vars.len() + 2)?;
                 let buf = req.buf;
                 let mut https = false;
-                // The template holds defaults for these: the first var of each name replaces
-                // its default, a repeat joins as for any other var.
-                let (mut seen_method, mut seen_path, mut seen_query, mut seen_proto, mut seen_name) =
-                    (false, false, false, false, false);
+                let mut seen_name = false;
+                // Bit i: the i-th key the template holds a value for was already set from a var.
+                let mut replaced = 0u8;
                 for (pos, v) in vars.iter().enumerate() {
                     let k = v.key.get(buf);
                     let val = v.value.get(buf);
                     if val.is_empty() && (k == b"CONTENT_LENGTH" || k == b"CONTENT_TYPE") {
                         continue; // nginx sends them empty on bodyless requests: absent.
                     }
-                    let first = |seen: &mut bool| !std::mem::replace(seen, true);
-                    let replaces_default = match k {
+                    // The keys the template already holds (its defaults, SCRIPT_NAME and
+                    // SERVER_SOFTWARE): the first var of one of these names replaces the value,
+                    // a repeat joins as for any other var. wsgi.* keys are the server's own.
+                    let default = match k {
+                        b"REQUEST_METHOD" => Some(0),
+                        b"PATH_INFO" => Some(1),
+                        b"QUERY_STRING" => Some(2),
+                        b"SERVER_PROTOCOL" => Some(3),
+                        b"SCRIPT_NAME" => Some(4),
+                        b"SERVER_SOFTWARE" => Some(5),
                         b"HTTPS" => {
                             https |= val.eq_ignore_ascii_case(b"on") || val == b"1";
-                            false
+                            None
                         }
                         b"REQUEST_SCHEME" => {
                             https |= val.eq_ignore_ascii_case(b"https");
-                            false
+                            None
                         }
-                        b"REQUEST_METHOD" => first(&mut seen_method),
-                        b"PATH_INFO" => first(&mut seen_path),
-                        b"QUERY_STRING" => first(&mut seen_query),
-                        b"SERVER_PROTOCOL" => first(&mut seen_proto),
                         b"SERVER_NAME" => {
                             seen_name = true;
-                            false
+                            None
                         }
-                        _ => false,
+                        _ if k.starts_with(b"wsgi.") => continue,
+                        _ => None,
                     };
                     let key = self.key(py, pos, k, false);
                     let val = self.value(py, pos, val, false);
-                    if replaces_default {
-                        put(&env, &key, &val)?;
-                    } else {
-                        set_or_join(&env, &key, val, k == b"HTTP_COOKIE")?;
+                    match default {
+                        Some(bit) if replaced & (1 << bit) == 0 => {
+                            replaced |= 1 << bit;
+                            put(&env, &key, &val)?;
+                        }
+                        _ => set_or_join(&env, &key, val, k == b"HTTP_COOKIE")?,
                     }
                 }
                 if https {
