@@ -241,6 +241,52 @@ def test_vars_replace_the_servers_defaults(target: tuple[str, int] | str) -> Non
     assert env["wsgi"]["input_methods"] == ["read", "readline", "readlines", "__iter__"]
 
 
+def test_environ_follows_each_packet_after_a_run_of_the_same_vars(
+        target: tuple[str, int] | str) -> None:
+    # Runs of packets with the same names let the server start from the environ it learned:
+    # every change must still show, and nothing of an earlier packet may stay.
+    def plain(**kw: object) -> list[uw.Var]:
+        return uw.cgi_vars(path="/echo", **kw)  # type: ignore[arg-type]
+
+    def scheme_vars(scheme: str) -> list[uw.Var]:
+        return [(k, scheme if k == "REQUEST_SCHEME" else v) for k, v in plain()]
+
+    for _ in range(3):
+        env = echo(target, plain(query="a=1"))
+        assert env["QUERY_STRING"] == "a=1" and env["wsgi"]["url_scheme"] == "http"
+    # a value that decides another key (the url scheme), same names
+    env = echo(target, scheme_vars("https"))
+    assert env["wsgi"]["url_scheme"] == "https" and env["QUERY_STRING"] == ""
+    assert echo(target, scheme_vars("http"))["wsgi"]["url_scheme"] == "http"
+    # a body: CONTENT_LENGTH and CONTENT_TYPE appear, then are absent again
+    env = echo(target, plain(method="POST", body=b"hello", content_type="text/plain"), b"hello")
+    assert env["CONTENT_LENGTH"] == "5" and env["CONTENT_TYPE"] == "text/plain"
+    assert base64.b64decode(env["body_b64"]) == b"hello"
+    env = echo(target, plain())
+    assert env.get("CONTENT_LENGTH", "") == "" and env.get("CONTENT_TYPE", "") == ""
+    # one var fewer, one more, one renamed: no key left over from the learned packet
+    def relearn() -> None:
+        for _ in range(2):
+            echo(target, plain())
+
+    relearn()
+    fewer = [(k, v) for k, v in plain() if k != "DOCUMENT_ROOT"]
+    assert "DOCUMENT_ROOT" not in echo(target, fewer)
+    relearn()
+    more = echo(target, plain(headers=[("X-Extra", "1")]))
+    assert more["HTTP_X_EXTRA"] == "1" and more["DOCUMENT_ROOT"] == "/var/www/html"
+    relearn()
+    renamed = [("DOCUMENT_ROOTS" if k == "DOCUMENT_ROOT" else k, v) for k, v in plain()]
+    env = echo(target, renamed)
+    assert "DOCUMENT_ROOT" not in env and env["DOCUMENT_ROOTS"] == "/var/www/html"
+    # a repeated var in the run: joined, and the next packet is clean again
+    relearn()
+    dup = plain() + [("HTTP_X_D", "a"), ("HTTP_X_D", "b")]
+    assert echo(target, dup)["HTTP_X_D"] == "a, b"
+    assert echo(target, dup)["HTTP_X_D"] == "a, b"
+    assert "HTTP_X_D" not in echo(target, plain())
+
+
 def test_var_values_follow_each_request(target: tuple[str, int] | str) -> None:
     # Values are remembered by position to share their str: a change must always show.
     for v in ["a", "a", "bb", "caf\xe9", "a", "z" * 300, "a"]:

@@ -14,8 +14,10 @@ use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
+use smallvec::SmallVec;
 use velocior_protocol::http1::Version;
 use velocior_protocol::util::percent_decode_into;
+use velocior_protocol::uwsgi::UwsgiVar;
 
 use super::input::Input;
 use crate::server::{Body, ConnInfo, Request, RequestKind};
@@ -105,12 +107,37 @@ pub struct EnvBuilder {
     /// repeat shares the str instead of decoding and later freeing a new one.
     http_vals: RefCell<Vec<ValueSlot>>,
     uwsgi_vals: RefCell<Vec<ValueSlot>>,
+    learned: RefCell<Learned>,
     scratch: RefCell<Vec<u8>>,
     /// The last peer's REMOTE_ADDR / REMOTE_PORT strings: requests on one connection (keep-alive,
     /// pipelining) reuse them instead of making new ones.
     last_peer: RefCell<Option<PeerStrings>>,
     /// The last Host header and the HTTP_HOST / SERVER_NAME / SERVER_PORT strings made from it.
     last_host: RefCell<Option<HostStrings>>,
+}
+
+/// The uwsgi vars learned from nginx's packets (see `EnvBuilder::uwsgi_environ`).
+enum Learned {
+    Nothing,
+    /// The names of the last packet.
+    Names(Vec<Box<[u8]>>),
+    /// Two packets in a row had these names: the first one's (name, value) pairs and environ.
+    Ready {
+        vars: Vec<NameValue>,
+        env: Py<PyDict>,
+    },
+}
+
+/// A var's name and value as received.
+type NameValue = (Box<[u8]>, Box<[u8]>);
+
+/// Vars whose value decides more than their own key (the url scheme, SERVER_NAME/PORT, absent
+/// empty CONTENT_*): a packet that differs from the learned one in these is built in full.
+fn decides_more(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"HTTPS" | b"REQUEST_SCHEME" | b"SERVER_NAME" | b"CONTENT_LENGTH" | b"CONTENT_TYPE"
+    )
 }
 
 /// What the adapter keeps per connection (in `ConnInfo::service_state`).
@@ -208,6 +235,7 @@ impl EnvBuilder {
             uwsgi_pos: RefCell::new(Vec::new()),
             http_vals: RefCell::new(Vec::new()),
             uwsgi_vals: RefCell::new(Vec::new()),
+            learned: RefCell::new(Learned::Nothing),
             scratch: RefCell::new(Vec::new()),
             last_peer: RefCell::new(None),
             last_host: RefCell::new(None),
@@ -346,6 +374,162 @@ impl EnvBuilder {
         Ok(Some(env))
     }
 
+    /// The environ of a uwsgi request. nginx sends the same vars in the same order packet after
+    /// packet, most with the same values: once two packets in a row had the same names, the
+    /// environ they give is kept, and a packet with those names starts from a copy of it and
+    /// sets only the vars whose values differ.
+    fn uwsgi_environ<'py>(
+        &self,
+        py: Python<'py>,
+        buf: &[u8],
+        vars: &[UwsgiVar],
+        conn: &ConnInfo,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        if let Some(env) = self.uwsgi_from_learned(py, buf, vars)? {
+            return Ok(env);
+        }
+        // The vars, plus SERVER_NAME and SERVER_PORT when nginx leaves them out.
+        let env = self.uwsgi.copy(py, vars.len() + 2)?;
+        let mut https = false;
+        let mut seen_name = false;
+        // A packet whose environ can be learned: no repeated var, no var ignored.
+        let mut learnable = true;
+        // Bit i: the i-th key the template holds a value for was already set from a var.
+        let mut replaced = 0u8;
+        for (pos, v) in vars.iter().enumerate() {
+            let k = v.key.get(buf);
+            let val = v.value.get(buf);
+            if val.is_empty() && (k == b"CONTENT_LENGTH" || k == b"CONTENT_TYPE") {
+                continue; // nginx sends them empty on bodyless requests: absent.
+            }
+            // The keys the template already holds (its defaults, SCRIPT_NAME and
+            // SERVER_SOFTWARE): the first var of one of these names replaces the value, a repeat
+            // joins as for any other var. wsgi.* keys are the server's own.
+            let default = match k {
+                b"REQUEST_METHOD" => Some(0),
+                b"PATH_INFO" => Some(1),
+                b"QUERY_STRING" => Some(2),
+                b"SERVER_PROTOCOL" => Some(3),
+                b"SCRIPT_NAME" => Some(4),
+                b"SERVER_SOFTWARE" => Some(5),
+                b"HTTPS" => {
+                    https |= val.eq_ignore_ascii_case(b"on") || val == b"1";
+                    None
+                }
+                b"REQUEST_SCHEME" => {
+                    https |= val.eq_ignore_ascii_case(b"https");
+                    None
+                }
+                b"SERVER_NAME" => {
+                    seen_name = true;
+                    None
+                }
+                _ if k.starts_with(b"wsgi.") => {
+                    learnable = false;
+                    continue;
+                }
+                _ => None,
+            };
+            let key = self.key(py, pos, k, false);
+            let val = self.value(py, pos, val, false);
+            match default {
+                Some(bit) if replaced & (1 << bit) == 0 => {
+                    replaced |= 1 << bit;
+                    put(&env, &key, &val)?;
+                }
+                _ => {
+                    if set_or_join(&env, &key, val, k == b"HTTP_COOKIE")? {
+                        learnable = false;
+                    }
+                }
+            }
+        }
+        if https {
+            put(&env, intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+        }
+        if !seen_name {
+            server_name_port(py, &env, conn)?;
+        }
+        self.learn(buf, vars, &env, learnable)?;
+        Ok(env)
+    }
+
+    /// A copy of the learned environ with this packet's differing values set, when the packet
+    /// has the learned names and the same values for the vars that decide more than their own key.
+    fn uwsgi_from_learned<'py>(
+        &self,
+        py: Python<'py>,
+        buf: &[u8],
+        vars: &[UwsgiVar],
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let learned = self.learned.borrow();
+        let Learned::Ready { vars: known, env } = &*learned else {
+            return Ok(None);
+        };
+        if known.len() != vars.len() {
+            return Ok(None);
+        }
+        let mut differ: SmallVec<[usize; 8]> = SmallVec::new();
+        for (pos, (v, (name, value))) in vars.iter().zip(known).enumerate() {
+            let k = v.key.get(buf);
+            if k != &name[..] {
+                return Ok(None);
+            }
+            if v.value.get(buf) != &value[..] {
+                if decides_more(k) {
+                    return Ok(None);
+                }
+                differ.push(pos);
+            }
+        }
+        let out = env.bind(py).copy()?;
+        drop(learned);
+        for pos in differ {
+            let v = &vars[pos];
+            let key = self.key(py, pos, v.key.get(buf), false);
+            put(&out, &key, &self.value(py, pos, v.value.get(buf), false))?;
+        }
+        Ok(Some(out))
+    }
+
+    /// Note this packet's names; the second packet in a row with the same names (and nothing
+    /// repeated or ignored) has its environ kept.
+    fn learn(
+        &self,
+        buf: &[u8],
+        vars: &[UwsgiVar],
+        env: &Bound<'_, PyDict>,
+        learnable: bool,
+    ) -> PyResult<()> {
+        let mut learned = self.learned.borrow_mut();
+        if !learnable || vars.len() > POS_CACHE_MAX {
+            *learned = Learned::Nothing;
+            return Ok(());
+        }
+        let same_names = match &*learned {
+            Learned::Names(names) => {
+                names.len() == vars.len()
+                    && names
+                        .iter()
+                        .zip(vars)
+                        .all(|(n, v)| &n[..] == v.key.get(buf))
+            }
+            _ => false,
+        };
+        *learned = if same_names {
+            Learned::Ready {
+                vars: vars
+                    .iter()
+                    .map(|v| (v.key.get(buf).into(), v.value.get(buf).into()))
+                    .collect(),
+                env: env.copy()?.unbind(),
+            }
+        } else {
+            Learned::Names(vars.iter().map(|v| v.key.get(buf).into()).collect())
+        };
+        Ok(())
+    }
+
     fn input<'py>(&self, py: Python<'py>, body: Option<Body>) -> PyResult<Bound<'py, PyAny>> {
         Ok(match body {
             None => self.empty_input.bind(py).clone().into_any(),
@@ -461,60 +645,7 @@ impl EnvBuilder {
                 }
             }
             RequestKind::Uwsgi { vars } => {
-                // The vars, plus SERVER_NAME and SERVER_PORT when nginx leaves them out.
-                env = self.uwsgi.copy(py, vars.len() + 2)?;
-                let buf = req.buf;
-                let mut https = false;
-                let mut seen_name = false;
-                // Bit i: the i-th key the template holds a value for was already set from a var.
-                let mut replaced = 0u8;
-                for (pos, v) in vars.iter().enumerate() {
-                    let k = v.key.get(buf);
-                    let val = v.value.get(buf);
-                    if val.is_empty() && (k == b"CONTENT_LENGTH" || k == b"CONTENT_TYPE") {
-                        continue; // nginx sends them empty on bodyless requests: absent.
-                    }
-                    // The keys the template already holds (its defaults, SCRIPT_NAME and
-                    // SERVER_SOFTWARE): the first var of one of these names replaces the value,
-                    // a repeat joins as for any other var. wsgi.* keys are the server's own.
-                    let default = match k {
-                        b"REQUEST_METHOD" => Some(0),
-                        b"PATH_INFO" => Some(1),
-                        b"QUERY_STRING" => Some(2),
-                        b"SERVER_PROTOCOL" => Some(3),
-                        b"SCRIPT_NAME" => Some(4),
-                        b"SERVER_SOFTWARE" => Some(5),
-                        b"HTTPS" => {
-                            https |= val.eq_ignore_ascii_case(b"on") || val == b"1";
-                            None
-                        }
-                        b"REQUEST_SCHEME" => {
-                            https |= val.eq_ignore_ascii_case(b"https");
-                            None
-                        }
-                        b"SERVER_NAME" => {
-                            seen_name = true;
-                            None
-                        }
-                        _ if k.starts_with(b"wsgi.") => continue,
-                        _ => None,
-                    };
-                    let key = self.key(py, pos, k, false);
-                    let val = self.value(py, pos, val, false);
-                    match default {
-                        Some(bit) if replaced & (1 << bit) == 0 => {
-                            replaced |= 1 << bit;
-                            put(&env, &key, &val)?;
-                        }
-                        _ => set_or_join(&env, &key, val, k == b"HTTP_COOKIE")?,
-                    }
-                }
-                if https {
-                    put(&env, intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
-                }
-                if !seen_name {
-                    server_name_port(py, &env, req.conn)?;
-                }
+                env = self.uwsgi_environ(py, req.buf, vars, req.conn)?;
             }
         }
         if body.is_some() {
@@ -539,7 +670,7 @@ fn set_or_join(
     key: &Bound<'_, PyString>,
     value: Bound<'_, PyString>,
     cookie: bool,
-) -> PyResult<()> {
+) -> PyResult<bool> {
     // Whether the key was new is told by the size, not by comparing the objects: equal short
     // values can be one shared str (CPython's one-character strings, our value cache).
     let before = env.len();
@@ -558,8 +689,9 @@ fn set_or_join(
             value.to_str()?
         );
         put(env, key, &PyString::new(py, &joined))?;
+        return Ok(true);
     }
-    Ok(())
+    Ok(false)
 }
 
 fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
