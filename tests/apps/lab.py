@@ -396,6 +396,21 @@ def parts_body(sizes: str) -> list[bytes]:
     return out
 
 
+def r_bodyecho(environ: Environ, start_response: StartResponse) -> list[bytes]:
+    """The request body read in 256 KiB pieces, joined and sent back."""
+    stream = environ["wsgi.input"]
+    parts = []
+    while True:
+        part = stream.read(256 * 1024)
+        if not part:
+            break
+        parts.append(part)
+    body = b"".join(parts)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def r_parts(environ: Environ, start_response: StartResponse) -> Any:
     """A list (or tuple) response of items of `sizes` bytes; `declared`: the app's own
     Content-Length."""
@@ -565,6 +580,7 @@ ROUTES: dict[str, Callable[[Environ, StartResponse], Any]] = {
     "/cl": r_cl,
     "/file": r_file,
     "/parts": r_parts,
+    "/bodyecho": r_bodyecho,
     "/input": r_input,
     "/noread": r_noread,
     "/block": r_block,
