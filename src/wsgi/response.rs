@@ -17,6 +17,7 @@ use std::os::fd::{BorrowedFd, FromRawFd, IntoRawFd};
 use std::sync::Arc;
 
 use pyo3::exceptions::PyValueError;
+use pyo3::ffi;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
@@ -228,6 +229,39 @@ fn as_bytes<'a>(item: &'a Bound<'_, PyAny>) -> PyResult<&'a [u8]> {
 /// A header's name and value as bytes.
 type HeaderBytes<'a> = (Cow<'a, [u8]>, Cow<'a, [u8]>);
 
+/// A header item of the app's list, borrowed: its name and value as latin-1 bytes.
+///
+/// # Safety
+/// `item` must be a live object that stays alive, unchanged, for `'a`.
+unsafe fn header_item<'a>(py: Python<'_>, item: *mut ffi::PyObject) -> PyResult<HeaderBytes<'a>> {
+    let changed = || PyValueError::new_err("headers changed after start_response()");
+    if ffi::PyTuple_Check(item) == 0 || ffi::PyTuple_GET_SIZE(item) != 2 {
+        return Err(changed());
+    }
+    let (name, value) = (
+        ffi::PyTuple_GET_ITEM(item, 0),
+        ffi::PyTuple_GET_ITEM(item, 1),
+    );
+    if ffi::PyUnicode_Check(name) == 0 || ffi::PyUnicode_Check(value) == 0 {
+        return Err(changed());
+    }
+    Ok((latin1_of(py, name)?, latin1_of(py, value)?))
+}
+
+/// `latin1_bytes` for a borrowed str pointer.
+///
+/// # Safety
+/// `s` must be a live str that stays alive, unchanged, for `'a`.
+unsafe fn latin1_of<'a>(py: Python<'_>, s: *mut ffi::PyObject) -> PyResult<Cow<'a, [u8]>> {
+    if ffi::PyUnicode_IS_READY(s) != 0 && ffi::PyUnicode_KIND(s) == ffi::PyUnicode_1BYTE_KIND {
+        let data = ffi::PyUnicode_DATA(s).cast::<u8>();
+        let len = ffi::PyUnicode_GET_LENGTH(s) as usize;
+        return Ok(Cow::Borrowed(std::slice::from_raw_parts(data, len)));
+    }
+    let owned = Bound::from_borrowed_ptr(py, s).downcast_into_unchecked::<PyString>();
+    Ok(Cow::Owned(latin1_bytes(&owned)?.into_owned()))
+}
+
 /// A header name or value as latin-1 bytes: the str's own buffer when CPython stores it one byte
 /// per character (every str of latin-1 text), no copy and no scan.
 fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
@@ -350,20 +384,13 @@ impl Active {
         self.status = code;
         self.no_body = self.call.is_head || code < 200 || code == 204 || code == 304;
         let headers = headers.bind(py);
-        // Inline storage: a typical response head allocates nothing here.
-        let mut strs: SmallVec<[(Bound<'_, PyString>, Bound<'_, PyString>); 12]> = SmallVec::new();
-        for item in headers.iter() {
-            let t = item
-                .downcast_into::<PyTuple>()
-                .map_err(|_| PyValueError::new_err("headers changed after start_response()"))?;
-            strs.push((
-                t.get_item(0)?.downcast_into::<PyString>()?,
-                t.get_item(1)?.downcast_into::<PyString>()?,
-            ));
-        }
         let mut views: SmallVec<[HeaderBytes<'_>; 12]> = SmallVec::new();
-        for (n, v) in &strs {
-            let (n, v) = (latin1_bytes(n)?, latin1_bytes(v)?);
+        for i in 0..headers.len() {
+            // SAFETY: `i` is in bounds, and nothing below runs Python code, so the list (held
+            // by `headers`) keeps its items, and they their strings, alive and in place for as
+            // long as `views` borrows them.
+            let (n, v) =
+                unsafe { header_item(py, ffi::PyList_GET_ITEM(headers.as_ptr(), i as _))? };
             if name_eq(&n, b"content-length") {
                 let digits = !v.is_empty() && v.iter().all(|c| c.is_ascii_digit());
                 let len = std::str::from_utf8(&v)
