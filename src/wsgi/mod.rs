@@ -13,7 +13,7 @@ mod response;
 pub mod start_response;
 mod watchdog;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +100,8 @@ pub struct WsgiService {
     watchdog: Option<Arc<Watchdog>>,
     loop_slot: Option<Arc<Slot>>,
     signal_error: Arc<Mutex<Option<PyErr>>>,
+    /// The GIL state while the loop holds it for a turn (inline mode).
+    turn_gil: Cell<Option<pyo3::ffi::PyGILState_STATE>>,
 }
 
 thread_local! {
@@ -170,6 +172,7 @@ impl WsgiService {
             watchdog,
             loop_slot,
             signal_error,
+            turn_gil: Cell::new(None),
         })
     }
 
@@ -252,6 +255,15 @@ fn run_remote(call: Call, app: Py<PyAny>, tx: async_channel::Sender<Piece>) {
 }
 
 impl WsgiService {
+    /// Inline mode: take the GIL for the rest of this loop turn (once; `turn` releases it).
+    /// With a pool, pool threads need it while the loop does I/O: the loop takes it per use.
+    fn hold_gil(&self) {
+        if self.pool.is_none() && self.turn_gil.get().is_none() {
+            // SAFETY: called on the loop thread, which has a thread state; released in `turn`.
+            self.turn_gil.set(Some(unsafe { pyo3::ffi::PyGILState_Ensure() }));
+        }
+    }
+
     /// How many pool threads are inside the app right now (0 without a pool).
     pub fn busy_threads(&self) -> Arc<std::sync::atomic::AtomicUsize> {
         match &self.pool {
@@ -271,6 +283,7 @@ impl Service for WsgiService {
         body: Option<Body>,
         out: &mut Vec<u8>,
     ) -> Dispatch<WsgiResponder> {
+        self.hold_gil();
         Python::with_gil(|py| {
             let info = (self.access_log || self.watchdog.is_some()).then(|| self.access_info(req));
             let label = self
@@ -337,16 +350,18 @@ impl Service for WsgiService {
         Python::with_gil(|py| self.common.log_info(py, msg));
     }
 
-    /// Without a pool, the GIL is taken once per loop turn: every request answered in that turn
-    /// shares one acquisition (a pipelined batch, or all connections that became readable
-    /// together). With a pool, pool threads run the app and need the GIL while the loop does I/O,
-    /// so the loop takes it only around each environ build.
+    /// Without a pool, the GIL taken by the turn's first request (`hold_gil`) is kept to the end
+    /// of the turn: every request answered in that turn shares one acquisition (a pipelined
+    /// batch, or all the connections that became readable together), and a turn that only
+    /// accepts, writes or closes never takes it.
     fn turn<R>(&self, f: impl FnOnce() -> R) -> R {
-        if self.pool.is_none() {
-            Python::with_gil(|_| f())
-        } else {
-            f()
+        let r = f();
+        if let Some(state) = self.turn_gil.take() {
+            // SAFETY: taken by `hold_gil` on this thread in this turn; every acquisition nested in
+            // it has been released (they are all scoped inside the turn).
+            unsafe { pyo3::ffi::PyGILState_Release(state) };
         }
+        r
     }
 
     fn check_signals(&self) -> bool {
