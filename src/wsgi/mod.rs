@@ -260,7 +260,8 @@ impl WsgiService {
     fn hold_gil(&self) {
         if self.pool.is_none() && self.turn_gil.get().is_none() {
             // SAFETY: called on the loop thread, which has a thread state; released in `turn`.
-            self.turn_gil.set(Some(unsafe { pyo3::ffi::PyGILState_Ensure() }));
+            self.turn_gil
+                .set(Some(unsafe { pyo3::ffi::PyGILState_Ensure() }));
         }
     }
 
