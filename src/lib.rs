@@ -114,16 +114,19 @@ fn parse_options(options: &Bound<'_, PyDict>) -> PyResult<(Config, WsgiOptions)>
     Ok((c, w))
 }
 
-/// Let this process's malloc keep up to `mib` MiB of freed heap for reuse (and serve blocks up
-/// to 4 MiB from the heap rather than from fresh mappings): a large body is then not page-faulted
-/// in again on every request. 0 keeps the C library's own policy.
+/// Let this process's malloc keep up to `mib` MiB of freed memory at the top of its heap for
+/// reuse, and serve blocks up to that size (at most 32 MiB, glibc's own ceiling for its adaptive
+/// threshold) from the heap rather than from fresh mappings: a large body is then not
+/// page-faulted in again on every request. 0 keeps the C library's own policy.
 fn retain_heap(mib: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if mib > 0 {
-        let trim = mib.saturating_mul(1 << 20).min(i32::MAX as usize) as i32;
+        let bytes = mib.saturating_mul(1 << 20);
+        let trim = bytes.min(i32::MAX as usize) as i32;
+        let mmap = bytes.min(32 << 20) as i32;
         // SAFETY: mallopt only changes allocator parameters; it is safe to call at any time.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap);
             libc::mallopt(libc::M_TRIM_THRESHOLD, trim);
         }
     }

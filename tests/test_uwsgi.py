@@ -287,6 +287,16 @@ def test_environ_follows_each_packet_after_a_run_of_the_same_vars(
     assert "HTTP_X_D" not in echo(target, plain())
 
 
+def test_server_port_kept_without_server_name(target: tuple[str, int] | str) -> None:
+    # Without SERVER_NAME the server fills it in, but a SERVER_PORT nginx sent stays, whether the
+    # environ is built in full or from a learned run of the same vars.
+    for port in ["8080", "8080", "8080", "9090", "8080"]:
+        vars = [(k, port if k == "SERVER_PORT" else v) for k, v in uw.cgi_vars(path="/echo")
+                if k != "SERVER_NAME"]
+        env = echo(target, vars)
+        assert env["SERVER_PORT"] == port and env["SERVER_NAME"] == "localhost"
+
+
 def test_var_values_follow_each_request(target: tuple[str, int] | str) -> None:
     # Values are remembered by position to share their str: a change must always show.
     for v in ["a", "a", "bb", "caf\xe9", "a", "z" * 300, "a"]:

@@ -318,11 +318,12 @@ class Config:
              "finish before their worker is stopped."))
     retain_heap: int = _setting(32, Spec(
         ("--retain-heap",), IntKind(0), section=PROC,
-        help="Freed heap memory, in MiB, each worker keeps for reuse instead of handing it back "
-             "to the kernel (glibc's malloc trim threshold; blocks up to 4 MiB then come from "
-             "the heap). Large request and response bodies then cost no page faults per "
-             "request; a worker may hold this much more memory after a peak. 0: glibc's "
-             "defaults."))
+        help="Freed memory, in MiB, each worker keeps at the top of its heap for reuse instead "
+             "of handing it back to the kernel (glibc's malloc trim threshold; blocks up to that "
+             "size, at most 32 MiB, come from the heap). Request and response bodies of up to "
+             "that size then cost no page faults per request; a worker may hold that much more "
+             "memory after a peak. With serve() and one worker it applies to the calling "
+             "process. 0: glibc's defaults."))
     pid: str | None = _setting(None, Spec(
         ("-p", "--pid"), StrKind("FILE", optional=True), section=PROC,
         help="Write the pid of the server (the supervisor, when there is one) to FILE; removed "

@@ -29,15 +29,21 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// A fixed buffer filled from the front (callers never ask for more than it has room for).
+/// A fixed buffer, possibly uninitialised, filled from the front (callers never ask for more
+/// than it has room for).
 pub struct Fill<'a> {
-    pub buf: &'a mut [u8],
+    pub buf: &'a mut [std::mem::MaybeUninit<u8>],
     pub len: usize,
 }
 
 impl Sink for Fill<'_> {
     fn put(&mut self, data: &[u8]) {
-        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        for (dst, &b) in self.buf[self.len..self.len + data.len()]
+            .iter_mut()
+            .zip(data)
+        {
+            dst.write(b);
+        }
         self.len += data.len();
     }
 }

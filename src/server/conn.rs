@@ -69,7 +69,7 @@ impl Kick {
 }
 
 /// Keeps the open-connection count and the shedding registry right on every exit path.
-struct ConnGuard<S: Service> {
+pub(crate) struct ConnGuard<S: Service> {
     shared: Rc<Shared<S>>,
     kick: Rc<Kick>,
     id: u64,
@@ -93,15 +93,27 @@ enum Wait {
     TimedOut,
 }
 
-/// One connection, from accept to close. The accept loop has already counted it in `open`.
-pub(crate) async fn run<S: Service>(stream: Stream, info: ConnInfo, shared: Rc<Shared<S>>) {
+/// Count a connection just accepted and enter it in the shedding registry, before its task
+/// first runs: a graceful stop waits for it, and a burst of accepts over the connection cap can
+/// shed it (otherwise connections accepted in the same burst could not be shed, and a client
+/// arriving with them would be refused while silent ones hold every slot).
+pub(crate) fn register<S: Service>(shared: &Rc<Shared<S>>) -> ConnGuard<S> {
     let kick = Rc::new(Kick {
         phase: Cell::new(READING_HEAD),
         kicked: Cell::new(false),
         event: Event::new(),
     });
     let id = shared.waiting.borrow_mut().add(kick.clone());
-    let guard = ConnGuard { shared, kick, id };
+    shared.open.set(shared.open.get() + 1);
+    ConnGuard {
+        shared: shared.clone(),
+        kick,
+        id,
+    }
+}
+
+/// One connection, from accept to close; `guard` is its entry made by `register`.
+pub(crate) async fn run<S: Service>(stream: Stream, info: ConnInfo, guard: ConnGuard<S>) {
     let stream = Arc::new(stream);
     let mut c = Conn {
         shared: &guard.shared,

@@ -249,9 +249,7 @@ pub(crate) async fn accept_loop<S: Service>(
             continue;
         }
         let info = ConnInfo::new(l.protocol, peer, local);
-        // Counted now, not at the task's first poll: a graceful stop waits for open connections,
-        // and one accepted but not yet polled would otherwise be dropped unanswered.
-        shared.open.set(shared.open.get() + 1);
-        ex.spawn(conn::run(stream, info, shared.clone())).detach();
+        let guard = conn::register(&shared);
+        ex.spawn(conn::run(stream, info, guard)).detach();
     }
 }

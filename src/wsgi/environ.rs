@@ -121,7 +121,7 @@ enum Learned {
     Nothing,
     /// The names of the last packet.
     Names(Vec<Box<[u8]>>),
-    /// Two packets in a row had these names: the first one's (name, value) pairs and environ.
+    /// Two packets in a row had these names: the second one's (name, value) pairs and environ.
     Ready {
         vars: Vec<NameValue>,
         env: Py<PyDict>,
@@ -391,7 +391,7 @@ impl EnvBuilder {
         // The vars, plus SERVER_NAME and SERVER_PORT when nginx leaves them out.
         let env = self.uwsgi.copy(py, vars.len() + 2)?;
         let mut https = false;
-        let mut seen_name = false;
+        let (mut seen_name, mut seen_port) = (false, false);
         // A packet whose environ can be learned: no repeated var, no var ignored.
         let mut learnable = true;
         // Bit i: the i-th key the template holds a value for was already set from a var.
@@ -424,6 +424,10 @@ impl EnvBuilder {
                     seen_name = true;
                     None
                 }
+                b"SERVER_PORT" => {
+                    seen_port = true;
+                    None
+                }
                 _ if k.starts_with(b"wsgi.") => {
                     learnable = false;
                     continue;
@@ -448,7 +452,12 @@ impl EnvBuilder {
             put(&env, intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
         }
         if !seen_name {
-            server_name_port(py, &env, conn)?;
+            // Only what nginx left out: a SERVER_PORT var it sent stays.
+            let (name, port) = server_name_port_strings(conn);
+            put(&env, intern!(py, "SERVER_NAME"), &PyString::new(py, &name))?;
+            if !seen_port {
+                put(&env, intern!(py, "SERVER_PORT"), &PyString::new(py, &port))?;
+            }
         }
         self.learn(buf, vars, &env, learnable)?;
         Ok(env)
@@ -706,11 +715,15 @@ fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
 }
 
 /// SERVER_NAME / SERVER_PORT without a Host header: the socket's own address.
-fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
-    let (name, port) = match conn.local {
+fn server_name_port_strings(conn: &ConnInfo) -> (String, String) {
+    match conn.local {
         Some(a) => (a.ip().to_string(), a.port().to_string()),
         None => ("localhost".to_string(), "80".to_string()),
-    };
+    }
+}
+
+fn server_name_port(py: Python<'_>, env: &Bound<'_, PyDict>, conn: &ConnInfo) -> PyResult<()> {
+    let (name, port) = server_name_port_strings(conn);
     put(env, intern!(py, "SERVER_NAME"), &PyString::new(py, &name))?;
     put(env, intern!(py, "SERVER_PORT"), &PyString::new(py, &port))?;
     Ok(())

@@ -90,8 +90,11 @@ impl Input {
         let data = SendPtr(unsafe { ffi::PyBytes_AsString(obj) }.cast::<u8>());
         let filled = self.run(py, move |b| {
             let data = data;
-            // SAFETY: `n` bytes at `data` belong to the bytes object, alive until we return.
-            let buf = unsafe { std::slice::from_raw_parts_mut(data.0, n) };
+            // SAFETY: `n` bytes at `data` belong to the bytes object, alive until we return;
+            // uninitialised until written, hence MaybeUninit.
+            let buf = unsafe {
+                std::slice::from_raw_parts_mut(data.0.cast::<std::mem::MaybeUninit<u8>>(), n)
+            };
             let mut sink = Fill { buf, len: 0 };
             while sink.len < n {
                 if b.read(n - sink.len, &mut sink)? == 0 {

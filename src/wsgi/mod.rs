@@ -356,13 +356,19 @@ impl Service for WsgiService {
     /// batch, or all the connections that became readable together), and a turn that only
     /// accepts, writes or closes never takes it.
     fn turn<R>(&self, f: impl FnOnce() -> R) -> R {
-        let r = f();
-        if let Some(state) = self.turn_gil.take() {
-            // SAFETY: taken by `hold_gil` on this thread in this turn; every acquisition nested in
-            // it has been released (they are all scoped inside the turn).
-            unsafe { pyo3::ffi::PyGILState_Release(state) };
+        // Released on every exit, a panic unwinding out of the turn included.
+        struct Release<'a>(&'a Cell<Option<pyo3::ffi::PyGILState_STATE>>);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                if let Some(state) = self.0.take() {
+                    // SAFETY: taken by `hold_gil` on this thread in this turn; every acquisition
+                    // nested in it has been released (they are all scoped inside the turn).
+                    unsafe { pyo3::ffi::PyGILState_Release(state) };
+                }
+            }
         }
-        r
+        let _release = Release(&self.turn_gil);
+        f()
     }
 
     fn check_signals(&self) -> bool {

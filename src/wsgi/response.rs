@@ -93,10 +93,19 @@ const ZERO_COPY_MIN: usize = 16 * 1024;
 struct AppBytes {
     ptr: *const u8,
     len: usize,
-    _owner: Py<PyAny>,
+    owner: Option<Py<PyAny>>,
 }
 
-// SAFETY: the pointer is into an immutable bytes object that `_owner` keeps alive; reading it
+impl Drop for AppBytes {
+    fn drop(&mut self) {
+        // Released now rather than at the next request: it may be a large buffer.
+        if let Some(owner) = self.owner.take() {
+            Python::with_gil(|py| owner.drop_ref(py));
+        }
+    }
+}
+
+// SAFETY: the pointer is into an immutable bytes object that `owner` keeps alive; reading it
 // from another thread needs no GIL.
 unsafe impl Send for AppBytes {}
 
@@ -501,7 +510,7 @@ impl Active {
             self.pieces.push(AppBytes {
                 ptr: data.as_ptr(),
                 len,
-                _owner: item.clone().unbind(),
+                owner: Some(item.clone().unbind()),
             });
             self.body_sent += len as u64;
         }
