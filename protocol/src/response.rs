@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::util::is_token;
+use crate::util::{is_token, push_decimal};
 
 /// How the response body is delimited.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,20 +194,6 @@ where
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
-}
-
-fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// Appends a chunk header `<hex>\r\n` for a chunk of `len` bytes (len > 0).

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use async_io::Timer;
 use event_listener::Event;
 use velocior_protocol::http1::{Header, RequestHead};
+use velocior_protocol::util::push_decimal;
 use velocior_protocol::uwsgi::UwsgiVar;
 use velocior_protocol::Limits;
 
@@ -105,19 +106,20 @@ impl ConnInfo {
                     // Formatted by hand: this runs for every connection, and std's Display is
                     // generic (padding, width) and several times slower.
                     IpAddr::V4(v4) => {
-                        let mut s = String::with_capacity(15);
+                        let mut s = Vec::with_capacity(15);
                         for (i, octet) in v4.octets().into_iter().enumerate() {
                             if i > 0 {
-                                s.push('.');
+                                s.push(b'.');
                             }
-                            push_decimal(&mut s, octet.into());
+                            push_decimal(octet.into(), &mut s);
                         }
-                        s
+                        ascii_text(s)
                     }
                     ip => ip.to_string(),
                 };
-                let mut port = String::with_capacity(5);
-                push_decimal(&mut port, p.port().into());
+                let mut port = Vec::with_capacity(5);
+                push_decimal(p.port().into(), &mut port);
+                let port = ascii_text(port);
                 (ip, port)
             }
             None => (String::new(), String::new()),
@@ -133,18 +135,9 @@ impl ConnInfo {
     }
 }
 
-fn push_decimal(s: &mut String, mut n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    s.extend(digits[i..].iter().map(|&d| char::from(d)));
+/// Digits and dots as a String (always ASCII).
+fn ascii_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// One parsed request, borrowed from the connection's buffer for the length of the call.

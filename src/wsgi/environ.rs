@@ -98,7 +98,6 @@ pub struct EnvBuilder {
     uwsgi: Template,
     /// The configured url scheme is https (SERVER_PORT 443 when Host has no port).
     https: bool,
-    empty_input: Py<Input>,
     keys: RefCell<HashMap<Vec<u8>, Py<PyString>>>,
     http_pos: RefCell<Vec<Option<NamedKey>>>,
     uwsgi_pos: RefCell<Vec<Option<NamedKey>>>,
@@ -229,7 +228,6 @@ impl EnvBuilder {
             http_unix,
             uwsgi,
             https,
-            empty_input,
             keys: RefCell::new(HashMap::new()),
             http_pos: RefCell::new(Vec::new()),
             uwsgi_pos: RefCell::new(Vec::new()),
@@ -337,6 +335,15 @@ impl EnvBuilder {
         v
     }
 
+    /// The HTTP template for a connection: with REMOTE_ADDR / REMOTE_PORT over TCP.
+    fn http_template(&self, conn: &ConnInfo) -> &Template {
+        if conn.peer.is_some() {
+            &self.http_tcp
+        } else {
+            &self.http_unix
+        }
+    }
+
     /// A fresh environ from this connection's own template (peer and Host keys already set), or
     /// None on its first request (only noted: most connections never send a second) or when
     /// the template cannot be used.
@@ -357,13 +364,8 @@ impl EnvBuilder {
                 return dict.bind(py).copy().map(Some);
             }
         }
-        let template = if conn.peer.is_some() {
-            &self.http_tcp
-        } else {
-            &self.http_unix
-        };
         // Sized for this request's headers; the per-request copies keep that size.
-        let dict = template.copy(py, headers)?;
+        let dict = self.http_template(conn).copy(py, headers)?;
         self.host(py, &dict, host)?;
         self.remote(py, &dict, conn)?;
         let env = dict.copy()?;
@@ -539,13 +541,6 @@ impl EnvBuilder {
         Ok(())
     }
 
-    fn input<'py>(&self, py: Python<'py>, body: Option<Body>) -> PyResult<Bound<'py, PyAny>> {
-        Ok(match body {
-            None => self.empty_input.bind(py).clone().into_any(),
-            Some(b) => Bound::new(py, Input::new(Some(b)))?.into_any(),
-        })
-    }
-
     pub fn build<'py>(
         &self,
         py: Python<'py>,
@@ -569,14 +564,7 @@ impl EnvBuilder {
                 let conn_keys_set = from_conn.is_some();
                 env = match from_conn {
                     Some(e) => e,
-                    None => {
-                        let template = if req.conn.peer.is_some() {
-                            &self.http_tcp
-                        } else {
-                            &self.http_unix
-                        };
-                        template.copy(py, headers.len())?
-                    }
+                    None => self.http_template(req.conn).copy(py, headers.len())?,
                 };
                 put(
                     &env,
@@ -657,8 +645,13 @@ impl EnvBuilder {
                 env = self.uwsgi_environ(py, req.buf, vars, req.conn)?;
             }
         }
-        if body.is_some() {
-            put(&env, intern!(py, "wsgi.input"), &self.input(py, body)?)?;
+        // Without a body, the template's shared empty input stays.
+        if let Some(b) = body {
+            put(
+                &env,
+                intern!(py, "wsgi.input"),
+                &Bound::new(py, Input::new(Some(b)))?,
+            )?;
         }
         Ok(env)
     }

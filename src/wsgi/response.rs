@@ -257,7 +257,8 @@ unsafe fn header_item<'a>(py: Python<'_>, item: *mut ffi::PyObject) -> PyResult<
     Ok((latin1_of(py, name)?, latin1_of(py, value)?))
 }
 
-/// `latin1_bytes` for a borrowed str pointer.
+/// A header name or value (or the status) as latin-1 bytes: the str's own buffer when CPython
+/// stores it one byte per character (every str of latin-1 text), no copy and no scan.
 ///
 /// # Safety
 /// `s` must be a live str that stays alive, unchanged, for `'a`.
@@ -267,27 +268,10 @@ unsafe fn latin1_of<'a>(py: Python<'_>, s: *mut ffi::PyObject) -> PyResult<Cow<'
         let len = ffi::PyUnicode_GET_LENGTH(s) as usize;
         return Ok(Cow::Borrowed(std::slice::from_raw_parts(data, len)));
     }
-    let owned = Bound::from_borrowed_ptr(py, s).downcast_into_unchecked::<PyString>();
-    Ok(Cow::Owned(latin1_bytes(&owned)?.into_owned()))
-}
-
-/// A header name or value as latin-1 bytes: the str's own buffer when CPython stores it one byte
-/// per character (every str of latin-1 text), no copy and no scan.
-fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
-    use pyo3::ffi;
-    let p = s.as_ptr();
-    // SAFETY: `p` is a live str. A ready one-byte-kind str's data pointer and length describe its
-    // characters as latin-1 bytes, valid while `s` is.
-    unsafe {
-        if ffi::PyUnicode_IS_READY(p) != 0 && ffi::PyUnicode_KIND(p) == ffi::PyUnicode_1BYTE_KIND {
-            let data = ffi::PyUnicode_DATA(p).cast::<u8>();
-            let len = ffi::PyUnicode_GET_LENGTH(p) as usize;
-            return Ok(Cow::Borrowed(std::slice::from_raw_parts(data, len)));
-        }
-    }
     // Wider kinds hold a character above U+00FF (the error below); legacy unready strings too.
-    let t = s.to_str()?;
-    let mut owned = Vec::with_capacity(t.len());
+    let owned = Bound::from_borrowed_ptr(py, s).downcast_into_unchecked::<PyString>();
+    let t = owned.to_str()?;
+    let mut bytes = Vec::with_capacity(t.len());
     for ch in t.chars() {
         let c = ch as u32;
         if c > 0xFF {
@@ -295,9 +279,9 @@ fn latin1_bytes<'a>(s: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, [u8]>> {
                 "header text {t:?} is not latin-1"
             )));
         }
-        owned.push(c as u8);
+        bytes.push(c as u8);
     }
-    Ok(Cow::Owned(owned))
+    Ok(Cow::Owned(bytes))
 }
 
 impl Active {
@@ -383,7 +367,8 @@ impl Active {
             }
         };
         let status = status.bind(py);
-        let status_bytes = latin1_bytes(status)?;
+        // SAFETY: `status` is a live str, held for the rest of this function.
+        let status_bytes = unsafe { latin1_of(py, status.as_ptr())? };
         let code = parse_status(&status_bytes).map_err(|_| {
             PyValueError::new_err(format!(
                 "invalid status line {:?} from the application",
