@@ -16,8 +16,9 @@ Method (bench/README.md explains each figure):
 - everything is bounded in time, talks only to 127.0.0.1 and unix sockets, and only the process
   groups this script started are ever signalled.
 
-Runs with the system python3 (the one Velocior is installed into); the peers run from the
-bench/.venv-peers virtualenv that bench/peers.py creates.
+Runs with the system python3 (the one Velocior is installed into); Velocior is started with
+`python3 -S` and PYTHONPATH naming its package's directory, as a virtualenv would run it; the peers
+run from the bench/.venv-peers virtualenv that bench/peers.py creates.
 """
 
 from __future__ import annotations
@@ -127,6 +128,7 @@ class Ctx:
     velocior_error: str | None
     install: dict[str, dict[str, Any]]
     floor_error: str | None
+    velocior_path: str = ""  # the directory that holds the velocior package under test
     retries: int = 0  # extra measured runs allowed for a cell disturbed by other processes
     max_other: float = 1.0  # "disturbed": other processes' CPU above this (1.0 = one CPU)
 
@@ -156,15 +158,27 @@ def _peer_py(server: str) -> CmdHttp:
     return cmd
 
 
+def _velocior_base(ctx: Ctx) -> list[str]:
+    """`env PYTHONPATH=... python3 -S -m velocior`, as a deployed virtualenv would run it.
+
+    -S: the base interpreter's site-packages .pth hooks (a sandbox's certificate set-up here)
+    run at every start and cost megabytes that are not the server's; the peers' venv does not
+    run them either. PYTHONPATH then names the directory that holds the velocior package under
+    test, and bench/ for the app. `env` execs the interpreter (same process), so the recorded
+    command is the exact one.
+    """
+    path = os.pathsep.join(p for p in (ctx.velocior_path, str(BENCH)) if p)
+    return ["env", f"PYTHONPATH={path}", ctx.velocior_python, "-S", "-m", "velocior"]
+
+
 def _velocior(native: bool) -> tuple[CmdHttp, CmdUwsgi]:
     extra = ["--native-response"] if native else []
 
     def http(ctx: Ctx, port: int) -> list[str]:
-        return [ctx.velocior_python, "-m", "velocior", "--http", f"{HOST}:{port}", *extra,
-                "apps:app"]
+        return [*_velocior_base(ctx), "--http", f"{HOST}:{port}", *extra, "apps:app"]
 
     def uwsgi(ctx: Ctx, path: str) -> list[str]:
-        return [ctx.velocior_python, "-m", "velocior", "--uwsgi", path, *extra, "apps:app"]
+        return [*_velocior_base(ctx), "--uwsgi", path, *extra, "apps:app"]
     return http, uwsgi
 
 
@@ -794,20 +808,34 @@ def build_floor() -> str | None:
     return None
 
 
-def velocior_status(python: str) -> tuple[str | None, str]:
-    """(error or None, version text)."""
-    code = ("import velocior._velocior, importlib.metadata as m\n"
+def velocior_status(python: str) -> tuple[str | None, str, str]:
+    """(error or None, version text, the directory that holds the velocior package).
+
+    Found the usual way (site, .pth files: an editable install is one), then checked the way
+    the bench runs it: `python3 -S` with that directory on PYTHONPATH.
+    """
+    code = ("import os, velocior._velocior, importlib.metadata as m\n"
+            "print(os.path.dirname(os.path.dirname(os.path.abspath(velocior.__file__))))\n"
             "try: print(m.version('velocior'))\n"
             "except Exception: print('unknown')\n")
+
+    def failed(r: subprocess.CompletedProcess[str]) -> str:
+        lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else f"exit {r.returncode}"
     try:
         r = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=60,
                            cwd=BENCH)
+        if r.returncode != 0:
+            return failed(r), "", ""
+        path, version = (r.stdout.strip().splitlines() + ["", ""])[:2]
+        env = dict(os.environ, PYTHONPATH=path)
+        r = subprocess.run([python, "-S", "-c", "import velocior._velocior"], capture_output=True,
+                           text=True, timeout=60, cwd=BENCH, env=env)
     except subprocess.TimeoutExpired:
-        return "import timed out", ""
+        return "import timed out", "", ""
     if r.returncode != 0:
-        lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
-        return (lines[-1] if lines else f"exit {r.returncode}"), ""
-    return None, r.stdout.strip()
+        return f"with python3 -S and PYTHONPATH={path}: {failed(r)}", version, path
+    return None, version, path
 
 
 def _cmd_out(cmd: list[str]) -> str:
@@ -1032,7 +1060,8 @@ def markdown(meta: dict[str, Any], results: dict[str, dict[str, dict[str, Any]]]
         lines.append(f"| {srv.name} | {ver} | {srv.settings} |")
     lines += ["", "## Exact commands", "",
               "$PORT and $WORK (the run's directory under bench/work/) are picked per run; "
-              "`taskset` pins each process; servers run in bench/ with PYTHONPATH=bench. nginx "
+              "`taskset` pins each process; servers run in bench/ with PYTHONPATH=bench "
+              "(Velocior's command sets its own, shown). nginx "
               "configs: bench/nginx/*.conf rendered into "
               "$WORK; wrk scripts: bench/wrk/<name>.lua with bench/wrk/report.lua appended.", ""]
 
@@ -1193,12 +1222,12 @@ def main(argv: list[str] | None = None) -> int:
     velocior_python = sys.executable
     if Path(sys.executable).resolve().is_relative_to(peers.VENV.resolve()):
         velocior_python = shutil.which("python3") or sys.executable
-    velocior_error, velocior_version = velocior_status(velocior_python)
+    velocior_error, velocior_version, velocior_path = velocior_status(velocior_python)
     if velocior_error:
         print(f"[bench] velocior is not importable ({velocior_error}): reported as failed",
               flush=True)
     with work_dir() as work:
-        ctx = Ctx(work, velocior_python, velocior_error, install, floor_error)
+        ctx = Ctx(work, velocior_python, velocior_error, install, floor_error, velocior_path)
         if args.retry_disturbed is not None:
             ctx.retries, ctx.max_other = 2, args.retry_disturbed / 100
         plan: list[tuple[Server, str, list[Scenario]]] = []
