@@ -11,6 +11,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -152,6 +153,20 @@ def test_packet_sent_byte_by_byte(target: tuple[str, int] | str) -> None:
             c.send(data[i:i + 1])
         resp = c.read_response()
         assert base64.b64decode(resp.json()["body_b64"]) == b"slow body"
+
+
+def test_packet_arriving_after_the_accept(target: tuple[str, int] | str) -> None:
+    # Nothing to read when the connection is accepted: the server must wait for the packet
+    # (the path where the socket joins the reactor late), then answer and close.
+    data = uw.packet(uw.cgi_vars(method="POST", path="/echo", body=b"late"), b"late")
+    with uw.connect(target) as c:
+        time.sleep(0.2)
+        c.send(data[:10])
+        time.sleep(0.1)
+        c.send(data[10:])
+        resp = c.read_response()
+        assert base64.b64decode(resp.json()["body_b64"]) == b"late"
+        assert c.wait_closed(15.0) == b""
 
 
 # --- response framing ------------------------------------------------------------------------

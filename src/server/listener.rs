@@ -188,7 +188,7 @@ pub(crate) async fn accept_loop<S: Service>(
     };
     loop {
         let accepted = match &l.kind {
-            Kind::Tcp(t) => t.read_with(accept_nonblocking).await.and_then(|(s, peer)| {
+            Kind::Tcp(t) => t.read_with(accept_nonblocking).await.map(|(s, peer)| {
                 let _ = s.set_nodelay(true);
                 // Only HTTP needs our own address (SERVER_NAME without a Host header); uwsgi gets
                 // it from nginx's vars: save the syscall on that path.
@@ -197,12 +197,12 @@ pub(crate) async fn accept_loop<S: Service>(
                     (Protocol::Http, None) => s.local_addr().ok(),
                     (Protocol::Uwsgi, _) => None,
                 };
-                Ok((Stream::Tcp(Async::new_nonblocking(s)?), Some(peer), local))
+                (Stream::tcp(s), Some(peer), local)
             }),
             Kind::Unix(u) => u
                 .read_with(accept_unix_nonblocking)
                 .await
-                .and_then(|s| Ok((Stream::Unix(Async::new_nonblocking(s)?), None, None))),
+                .map(|s| (Stream::unix(s), None, None)),
         };
         let (stream, peer, local) = match accepted {
             Ok(x) => x,
