@@ -12,10 +12,8 @@ the default.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from velocior.errors import ConfigError
@@ -205,29 +203,46 @@ def _cidr(text: str) -> str:
 # --- the registry -------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# Plain classes, not dataclasses: `dataclasses` imports `inspect`, `ast`, `dis`..., about 1 MiB
+# that every worker would hold for the sake of a few constructors.
+
+
 class Spec:
     """How one setting is spelled and parsed. `flags[0]` is the canonical flag."""
 
-    flags: tuple[str, ...]
-    kind: Kind
-    help: str
-    section: str
-    hidden: bool = False
-    const: str | None = None  # the value when the flag is given without one
-    positional: bool = False
-    extra_env: tuple[str, ...] = ()  # other variables read, after VELOCIOR_<NAME>
-    api: bool = True  # also a `velocior.serve()` keyword
+    __slots__ = ("flags", "kind", "help", "section", "hidden", "const", "positional",
+                 "extra_env", "api")
+
+    def __init__(self, flags: tuple[str, ...], kind: Kind, help: str, section: str,
+                 hidden: bool = False, const: str | None = None, positional: bool = False,
+                 extra_env: tuple[str, ...] = (), api: bool = True) -> None:
+        self.flags = flags
+        self.kind = kind
+        self.help = help
+        self.section = section
+        self.hidden = hidden
+        self.const = const  # the value when the flag is given without one
+        self.positional = positional
+        self.extra_env = extra_env  # other variables read, after VELOCIOR_<NAME>
+        self.api = api  # also a `velocior.serve()` keyword
 
     @property
     def long_flag(self) -> str:
         return next((f for f in self.flags if f.startswith("--")), self.flags[0])
 
 
+class _Setting:
+    """A setting's declaration in the body of `Config`, collected by `_register`."""
+
+    __slots__ = ("default", "spec")
+
+    def __init__(self, default: object, spec: Spec) -> None:
+        self.default = default
+        self.spec = spec
+
+
 def _setting(default: Any, spec: Spec) -> Any:
-    if isinstance(default, list):
-        return field(default_factory=lambda: list(default), metadata={"spec": spec})
-    return field(default=default, metadata={"spec": spec})
+    return _Setting(default, spec)
 
 
 LISTEN = "Listeners"
@@ -237,9 +252,11 @@ CONN = "Connections and limits"
 LOG = "Logging"
 
 
-@dataclass
 class Config:
-    """All settings, with their defaults. Build it with `from_cli()` or `from_kwargs()`."""
+    """All settings, with their defaults. Build it with `from_cli()` or `from_kwargs()`.
+
+    `Config(**values)`: the settings not given take their defaults.
+    """
 
     app: str | None = _setting(None, Spec(
         ("app",), StrKind("MODULE:APP", optional=True), section=APP, positional=True, api=False,
@@ -386,10 +403,31 @@ class Config:
         ("--error-log", "--error-logfile", "--log-file"), StrKind("FILE"), section=LOG,
         help="Where the error log goes: FILE, or `-` for stderr."))
 
+    def __init__(self, **values: object) -> None:
+        for name, setting in _SETTINGS.items():
+            if name in values:
+                value = values.pop(name)
+            else:
+                value = setting.default
+                if isinstance(value, list):
+                    value = list(value)  # each Config its own list
+            setattr(self, name, value)
+        for name in values:
+            raise TypeError(f"Config.__init__() got an unexpected keyword argument {name!r}")
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in _SETTINGS)
+        return f"{type(self).__qualname__}({inner})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in _SETTINGS)
+
     # --- derived values ---
 
     def env_names(self) -> dict[str, str]:
-        return {f.name: env_var(f.name) for f in dataclasses.fields(self)}
+        return {name: env_var(name) for name in _SETTINGS}
 
     def use_supervisor(self) -> bool:
         """The supervisor runs when a feature needs a process to outlive the workers."""
@@ -433,6 +471,23 @@ class Config:
         return opts
 
 
+def _register(cls: type) -> dict[str, _Setting]:
+    """The settings declared in the body of `cls`, in declaration order; each class attribute
+    becomes its setting's default (lists are copied per instance, so none is left there)."""
+    found: dict[str, _Setting] = {}
+    for name, value in list(vars(cls).items()):
+        if isinstance(value, _Setting):
+            found[name] = value
+            if isinstance(value.default, list):
+                delattr(cls, name)
+            else:
+                setattr(cls, name, value.default)
+    return found
+
+
+_SETTINGS = _register(Config)
+
+
 def env_var(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
@@ -440,8 +495,8 @@ def env_var(name: str) -> str:
 def settings() -> Iterator[tuple[str, Spec, object]]:
     """(name, spec, default) of every setting, in declaration order."""
     defaults = Config()
-    for f in dataclasses.fields(Config):
-        yield f.name, f.metadata["spec"], getattr(defaults, f.name)
+    for name, setting in _SETTINGS.items():
+        yield name, setting.spec, getattr(defaults, name)
 
 
 # --- building a Config ----------------------------------------------------------------------------
@@ -477,7 +532,7 @@ def from_kwargs(kwargs: Mapping[str, object], environ: Mapping[str, str] | None 
             values[key] = spec.kind.check(value)
         except ValueError as e:
             raise ConfigError(f"{key}={value!r}: {e}") from None
-    return _finish(Config(**values))  # type: ignore[arg-type]
+    return _finish(Config(**values))
 
 
 def _finish(cfg: Config) -> Config:
@@ -587,7 +642,7 @@ def from_cli(argv: Sequence[str], environ: Mapping[str, str], version: str) -> C
         if environ.get(env_var("app")) is None:
             values["app"] = values["access_log"]
             values["access_log"] = "-"
-    cfg = _finish(Config(**values))  # type: ignore[arg-type]
+    cfg = _finish(Config(**values))
     if not cfg.app:
         raise ConfigError("no application given: velocior [OPTIONS] MODULE:APP "
                           "(see velocior --help)")

@@ -13,7 +13,6 @@ import os
 import socket
 import stat
 from collections.abc import Iterable, MutableMapping, Sequence
-from dataclasses import dataclass
 
 from velocior.errors import BindError, ConfigError
 
@@ -21,15 +20,34 @@ PROTOCOLS = ("http", "uwsgi")
 DEFAULT_HTTP = "127.0.0.1:8000"
 
 
-@dataclass(frozen=True)
 class Address:
     """A parsed --http / --uwsgi value."""
 
-    protocol: str  # "http" | "uwsgi"
-    text: str  # as the user wrote it
-    path: str | None = None  # unix socket path (absolute)
-    host: str = ""
-    port: int = 0
+    __slots__ = ("protocol", "text", "path", "host", "port")
+
+    def __init__(self, protocol: str, text: str, path: str | None = None, host: str = "",
+                 port: int = 0) -> None:
+        self.protocol = protocol  # "http" | "uwsgi"
+        self.text = text  # as the user wrote it
+        self.path = path  # unix socket path (absolute)
+        self.host = host
+        self.port = port
+
+    def _key(self) -> tuple[str, str, str | None, str, int]:
+        return (self.protocol, self.text, self.path, self.host, self.port)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Address)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (f"Address(protocol={self.protocol!r}, text={self.text!r}, path={self.path!r}, "
+                f"host={self.host!r}, port={self.port!r})")
 
     def describe(self) -> str:
         if self.path is not None:
@@ -67,17 +85,25 @@ def parse_address(text: str, protocol: str) -> Address:
     return Address(protocol, text, host=host, port=int(port_text))
 
 
-@dataclass
 class Listener:
     """A bound, listening socket and what to tell the Rust server about it."""
 
-    address: Address
-    sock: socket.socket
-    display: str  # e.g. "http://127.0.0.1:8000", "unix:/run/app.sock"
-    created: tuple[str, int, int] | None = None  # (path, st_dev, st_ino) of a file we created
-    # Handed down by systemd: the socket outlives us (the .socket unit queues connections for the
-    # next instance), so it is only ever closed, never shut down.
-    inherited: bool = False
+    __slots__ = ("address", "sock", "display", "created", "inherited")
+
+    def __init__(self, address: Address, sock: socket.socket, display: str,
+                 created: tuple[str, int, int] | None = None, inherited: bool = False) -> None:
+        self.address = address
+        self.sock = sock
+        self.display = display  # e.g. "http://127.0.0.1:8000", "unix:/run/app.sock"
+        self.created = created  # (path, st_dev, st_ino) of a file we created
+        # Handed down by systemd: the socket outlives us (the .socket unit queues connections
+        # for the next instance), so it is only ever closed, never shut down.
+        self.inherited = inherited
+
+    def __repr__(self) -> str:
+        return (f"Listener(address={self.address!r}, sock={self.sock!r}, "
+                f"display={self.display!r}, created={self.created!r}, "
+                f"inherited={self.inherited!r})")
 
     def fileno(self) -> int:
         return self.sock.fileno()

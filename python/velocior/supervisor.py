@@ -28,7 +28,6 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
@@ -54,18 +53,27 @@ MAX_BOOT_DELAY = 30.0
 SHUTDOWN_GRACE = 0.5
 
 
-@dataclass
 class Worker:
-    pid: int
-    generation: int
-    pipe: int | None
-    started: float
-    ready: bool = False
-    error: str | None = None
-    stopping: bool = False
-    kill_at: float | None = None
-    killed: bool = False
-    data: bytes = field(default=b"", repr=False)
+    """A worker process, as the supervisor sees it."""
+
+    __slots__ = ("pid", "generation", "pipe", "started", "ready", "error", "stopping",
+                 "kill_at", "killed", "data")
+
+    def __init__(self, pid: int, generation: int, pipe: int | None, started: float) -> None:
+        self.pid = pid
+        self.generation = generation
+        self.pipe = pipe  # the read end of its boot report pipe, until that closes
+        self.started = started
+        self.ready = False
+        self.error: str | None = None
+        self.stopping = False
+        self.kill_at: float | None = None
+        self.killed = False
+        self.data = b""  # what it wrote on the pipe
+
+    def __repr__(self) -> str:
+        return (f"Worker(pid={self.pid}, generation={self.generation}, ready={self.ready}, "
+                f"stopping={self.stopping})")
 
 
 def describe_status(status: int) -> str:
