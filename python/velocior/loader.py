@@ -6,11 +6,9 @@ of the exception raised while importing), because a traceback of the loader itse
 
 from __future__ import annotations
 
-import ast
 import importlib
-import inspect
 import sys
-import traceback
+import types
 from typing import Any
 
 from velocior.errors import AppImportError
@@ -22,6 +20,8 @@ def _where(exc: BaseException, module: str) -> str:
     """`file:line` of the innermost frame of the app's own code that raised `exc`."""
     if isinstance(exc, SyntaxError):
         return ""  # its message already says "(file, line N)"
+    import traceback  # only on failures, like `ast` and `inspect` below: workers need not hold them
+
     frames = traceback.extract_tb(exc.__traceback__)
     own = [f for f in frames if "importlib" not in f.filename and
            not f.filename.endswith("velocior/loader.py")]
@@ -40,6 +40,8 @@ def _parse_call(spec: str, text: str) -> tuple[str, list[Any], dict[str, Any]] |
     """`name(args)` -> (name, args, kwargs) with literal arguments only; None when not a call."""
     if "(" not in text:
         return None
+    import ast
+
     try:
         node = ast.parse(text, mode="eval").body
     except SyntaxError:
@@ -129,10 +131,34 @@ def load_app(spec: str) -> Any:
     return app
 
 
+_CO_VARARGS = 0x04  # inspect.CO_VARARGS: the function has *args
+
+
 def _takes_no_arguments(obj: object) -> bool:
-    """True for a function that cannot take (environ, start_response)."""
-    if not inspect.isfunction(obj):
+    """True for a function that cannot take (environ, start_response) but can be called with no
+    arguments (a factory named without its parentheses)."""
+    if not isinstance(obj, types.FunctionType):
         return False
+    code = obj.__code__
+    defaults = obj.__defaults__ or ()
+    if (hasattr(obj, "__wrapped__") or hasattr(obj, "__signature__")
+            or hasattr(obj, "_partialmethod") or len(defaults) > code.co_argcount):
+        return _takes_no_arguments_by_signature(obj)
+    # A plain function: its code says what inspect.signature() would (it reads the same fields),
+    # without importing inspect (and ast, dis...) into every worker.
+    kwdefaults = obj.__kwdefaults__ or {}
+    kwonly = code.co_varnames[code.co_argcount:code.co_argcount + code.co_kwonlyargcount]
+    if any(name not in kwdefaults for name in kwonly):
+        return False  # a required keyword-only parameter: callable neither way
+    required = code.co_argcount - len(defaults)
+    takes_two = (code.co_argcount >= 2 or bool(code.co_flags & _CO_VARARGS)) and required <= 2
+    return not takes_two and required == 0
+
+
+def _takes_no_arguments_by_signature(obj: types.FunctionType) -> bool:
+    """The general case (decorated functions: `__wrapped__`, `__signature__`...)."""
+    import inspect
+
     try:
         inspect.signature(obj).bind(None, None)
     except TypeError:
