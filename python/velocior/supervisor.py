@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import importlib
 import os
-import random
 import select
 import signal
 import sys
@@ -121,6 +120,8 @@ def worker_main(app: Any, app_spec: str, listeners: list[Listener], options: dic
     max_requests = options.get("max_requests")
     jitter = options.pop("max_requests_jitter", 0)
     if isinstance(max_requests, int) and max_requests > 0 and isinstance(jitter, int) and jitter:
+        import random  # only with --max-requests-jitter: a worker need not hold it otherwise
+
         options["max_requests"] = max_requests + random.randint(0, jitter)
     if app is None:
         try:
