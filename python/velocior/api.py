@@ -6,9 +6,6 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable
-from types import FrameType
-from typing import Any, Union
 
 from velocior import config, logs
 from velocior.config import Config
@@ -18,8 +15,14 @@ from velocior.loader import load_app
 from velocior.runner import SINGLE, run_server, signal_name
 from velocior.supervisor import Supervisor
 
-WSGIApp = Callable[..., Iterable[bytes]]
-AppRef = Union[WSGIApp, str]
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import FrameType
+    from typing import Any, Union
+
+    WSGIApp = Callable[..., Iterable[bytes]]
+    AppRef = Union[WSGIApp, str]
 
 
 def serve(app: AppRef, *, http: str | list[str] | None = None,

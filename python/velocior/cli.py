@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from collections.abc import Sequence
 
 from velocior import __version__, api, config, logs
 from velocior.errors import ConfigError, VelociorError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def _fatal(message: str, exit_code: int) -> int:

@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, NoReturn
 
 from velocior.errors import ConfigError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from typing import Any, NoReturn
 
 ENV_PREFIX = "VELOCIOR_"
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -12,9 +12,12 @@ import errno
 import os
 import socket
 import stat
-from collections.abc import Iterable, MutableMapping, Sequence
 
 from velocior.errors import BindError, ConfigError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from collections.abc import Iterable, MutableMapping, Sequence
 
 PROTOCOLS = ("http", "uwsgi")
 DEFAULT_HTTP = "127.0.0.1:8000"

@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import Any
 
 from velocior.errors import AppImportError
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import Any
 
 DEFAULT_NAMES = ("application", "app")
 

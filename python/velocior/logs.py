@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import IO, Any
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from typing import IO, Any
 
 ERROR = "velocior.error"
 ACCESS = "velocior.access"

@@ -13,16 +13,18 @@ import os
 import signal
 import socket
 import threading
-from collections.abc import Callable
-from types import FrameType
-from typing import TYPE_CHECKING
 
 from velocior import logs
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+
     from velocior._velocior import Server
 
-Handler = Callable[[int, "FrameType | None"], None]
+    Handler = Callable[[int, FrameType | None], None]
+
 
 SINGLE = "single"
 WORKER = "worker"

@@ -27,8 +27,6 @@ import signal
 import sys
 import threading
 import time
-from types import FrameType
-from typing import Any
 
 from velocior import logs
 from velocior.config import Config
@@ -36,6 +34,11 @@ from velocior.errors import AppImportError, ConfigError, WorkerBootError
 from velocior.listeners import Listener
 from velocior.loader import load_app
 from velocior.runner import WORKER, run_server, shut_down, signal_name
+
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Any
 
 log = logs.error_log
 
