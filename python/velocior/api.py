@@ -13,7 +13,6 @@ from velocior.errors import ConfigError
 from velocior.listeners import Listener, open_listeners
 from velocior.loader import load_app
 from velocior.runner import SINGLE, run_server, signal_name
-from velocior.supervisor import Supervisor
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing at run time
 if TYPE_CHECKING:
@@ -150,6 +149,9 @@ def _run(cfg: Config, app: AppRef, early: _EarlySignals) -> None:
         pidfile = _write_pid(cfg.pid)
         spec = app if isinstance(app, str) else ""
         if cfg.use_supervisor():
+            # Imported here: a single process (and so the bench's figure) need not hold it.
+            from velocior.supervisor import Supervisor
+
             preloaded: Any = None
             if not isinstance(app, str):
                 preloaded = app
