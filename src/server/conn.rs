@@ -52,6 +52,11 @@ const READING_HEAD: u8 = 2;
 pub(crate) struct Kick {
     phase: Cell<u8>,
     kicked: Cell<bool>,
+    /// When the connection's current wait for input ends (none while it is not waiting). The
+    /// loop's sweeper (`expire`) enforces it: a timer of its own per wait would cost a reactor
+    /// wakeup (an eventfd write, read and re-arm) each time a keep-alive connection goes idle.
+    deadline: Cell<Option<Instant>>,
+    expired: Cell<bool>,
     event: Event,
 }
 
@@ -65,6 +70,14 @@ impl Kick {
     pub fn kick(&self) {
         self.kicked.set(true);
         self.event.notify(usize::MAX);
+    }
+    /// End the current wait with a timeout if its deadline is `now` or earlier.
+    pub fn expire(&self, now: Instant) {
+        if matches!(self.deadline.get(), Some(d) if d <= now) {
+            self.deadline.set(None);
+            self.expired.set(true);
+            self.event.notify(usize::MAX);
+        }
     }
 }
 
@@ -101,6 +114,8 @@ pub(crate) fn register<S: Service>(shared: &Rc<Shared<S>>) -> ConnGuard<S> {
     let kick = Rc::new(Kick {
         phase: Cell::new(READING_HEAD),
         kicked: Cell::new(false),
+        deadline: Cell::new(None),
+        expired: Cell::new(false),
         event: Event::new(),
     });
     let id = shared.waiting.borrow_mut().add(kick.clone());
@@ -171,9 +186,10 @@ impl<S: Service> Conn<'_, S> {
         r
     }
 
-    /// Make room and read more request bytes, waiting until `deadline` at most. `try_first`:
-    /// attempt the read before waiting (skipped right after a response, when the client cannot
-    /// have sent the next request yet: that read would only say EAGAIN).
+    /// Make room and read more request bytes, waiting until `deadline` at most (enforced by the
+    /// loop's sweeper, to within its tick). `try_first`: attempt the read before waiting (skipped
+    /// right after a response, when the client cannot have sent the next request yet: that read
+    /// would only say EAGAIN).
     async fn wait_input(&mut self, deadline: Instant, try_first: bool) -> io::Result<Wait> {
         if self.pos > 0 {
             self.buf.drain(..self.pos);
@@ -182,43 +198,51 @@ impl<S: Service> Conn<'_, S> {
         if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
             self.buf.reserve(self.buf.capacity().max(READ_SIZE));
         }
+        let kick = self.kick;
+        kick.expired.set(false);
         let mut attempt = try_first;
-        loop {
-            if self.kick.kicked.get() {
-                return Ok(Wait::Kicked);
+        let w = loop {
+            if kick.kicked.get() {
+                break Wait::Kicked;
             }
             if attempt {
                 match self.stream.try_read_spare(&mut self.buf, usize::MAX) {
-                    Ok(0) => return Ok(Wait::Eof),
-                    Ok(_) => return Ok(Wait::Data),
+                    Ok(0) => break Wait::Eof,
+                    Ok(_) => break Wait::Data,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                    Err(e) => return Err(e),
+                    Err(e) => {
+                        kick.deadline.set(None);
+                        return Err(e);
+                    }
                 }
             }
             attempt = true;
-            let listener = self.kick.event.listen();
-            if self.kick.kicked.get() {
-                return Ok(Wait::Kicked);
+            if kick.expired.get() || Instant::now() >= deadline {
+                break Wait::TimedOut;
             }
-            let ready = async { self.stream.readable().await.map(|_| None) };
+            kick.deadline.set(Some(deadline));
+            let listener = kick.event.listen();
+            if kick.kicked.get() {
+                break Wait::Kicked;
+            }
+            let ready = async { self.stream.readable().await.map(|_| false) };
             let other = async {
-                futures_lite::future::or(
-                    async {
-                        listener.await;
-                        Ok(Some(Wait::Kicked))
-                    },
-                    async {
-                        Timer::at(deadline).await;
-                        Ok(Some(Wait::TimedOut))
-                    },
-                )
-                .await
+                listener.await;
+                Ok(true)
             };
-            if let Some(w) = futures_lite::future::or(ready, other).await? {
-                return Ok(w);
+            match futures_lite::future::or(ready, other).await {
+                Ok(false) => {}
+                Ok(true) if kick.expired.get() => break Wait::TimedOut,
+                Ok(true) => {}
+                Err(e) => {
+                    kick.deadline.set(None);
+                    return Err(e);
+                }
             }
-        }
+        };
+        kick.deadline.set(None);
+        Ok(w)
     }
 
     /// The body of the request whose head ends at `head_end`, starting with the bytes already

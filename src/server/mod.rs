@@ -365,11 +365,17 @@ mod slab_list {
                 .map(|(i, _)| i);
             match pick {
                 Some(i) => {
-                    let (_, k) = self.items.swap_remove(i);
-                    k.kick();
+                    // It stays listed (its task removes it): the sweeper still ends its waits.
+                    self.items[i].1.kick();
                     true
                 }
                 None => false,
+            }
+        }
+        /// End every wait whose deadline has passed.
+        pub fn expire(&self, now: std::time::Instant) {
+            for (_, k) in &self.items {
+                k.expire(now);
             }
         }
         pub fn kick_all_idle(&mut self) {
@@ -444,6 +450,24 @@ pub fn run<S: Service>(
                     }
                 })
             };
+            // One timer for every connection's wait for input (see `conn::Kick::deadline`):
+            // deadlines hold to within a tenth of the shortest of those timeouts (at most 100 ms).
+            let sweep_task = {
+                let shared = shared.clone();
+                let tick = (shared
+                    .config
+                    .keepalive_timeout
+                    .min(shared.config.header_timeout)
+                    / 10)
+                    .clamp(Duration::from_millis(10), Duration::from_millis(100));
+                ex2.spawn(async move {
+                    let mut timer = Timer::interval(tick);
+                    loop {
+                        futures_lite::StreamExt::next(&mut timer).await;
+                        shared.waiting.borrow().expire(Instant::now());
+                    }
+                })
+            };
             shared.control.wait_state(1).await;
             // Graceful: stop accepting (dropping the tasks closes our copies of the listening
             // sockets), close idle keep-alive connections, let in-flight requests finish.
@@ -480,6 +504,7 @@ pub fn run<S: Service>(
                 ));
             }
             drop(date_task);
+            drop(sweep_task);
         }
     };
     let task = ex.spawn(main);
