@@ -108,6 +108,18 @@ def test_pipelined_requests_split_at_every_byte_boundary(lab: ServerProcess) -> 
                 assert c.read_response().body == b"Hello, World!"
 
 
+@pytest.mark.parametrize("silence", [0.3, 1.5])
+def test_client_silent_after_connecting_is_served(lab: ServerProcess, silence: float) -> None:
+    # TCP listeners defer the accept until the first bytes arrive (or about a second has passed):
+    # a client that connects, waits, then speaks is served either way.
+    with Conn.tcp(lab.host, lab.port) as c:
+        time.sleep(silence)
+        c.send(request("GET", "/hello"))
+        assert c.read_response().body == b"Hello, World!"
+        c.send(request("GET", "/hello"))
+        assert c.read_response().body == b"Hello, World!"
+
+
 def test_http10_closes_without_keep_alive(lab: ServerProcess) -> None:
     with Conn.tcp(lab.host, lab.port) as c:
         c.send(request("GET", "/hello", version="HTTP/1.0", host=None))

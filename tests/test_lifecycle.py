@@ -202,6 +202,11 @@ def test_sigint_with_idle_connections(tmp_path: Path) -> None:
         conns = [Conn.tcp(srv.host, srv.port) for _ in range(5)]
         conns[0].send(request("GET", "/hello"))
         assert conns[0].read_response().status == 200
+        # The others are in the middle of a head. (A client that has sent nothing yet is still
+        # the kernel's: TCP listeners defer the accept until the first bytes, see
+        # test_client_silent_after_connecting_is_served.)
+        for c in conns[1:]:
+            c.send(b"GET /hello HTTP/1.1\r\n")
         srv.signal(signal.SIGINT)
         assert srv.proc.wait(15) == 0, read_log(srv)
         for c in conns:

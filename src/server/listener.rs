@@ -118,6 +118,7 @@ impl Listener {
         let kind = if domain == socket2::Domain::UNIX {
             Kind::Unix(Async::new(unsafe { UnixListener::from_raw_fd(raw) })?)
         } else {
+            defer_accept(raw);
             Kind::Tcp(Async::new(unsafe { TcpListener::from_raw_fd(raw) })?)
         };
         Ok(Listener {
@@ -125,6 +126,26 @@ impl Listener {
             protocol: spec.protocol,
             display: spec.display,
         })
+    }
+}
+
+/// TCP_DEFER_ACCEPT: the kernel hands us a TCP connection once its first bytes are there, not at
+/// the end of the handshake. HTTP clients and nginx send the request right after connecting, so
+/// the accepted socket can be read at once: no EAGAIN, no epoll registration, arming and removal
+/// for the common short connection (a request per connection, `uwsgi_pass` over TCP). A client
+/// that connects and stays silent is handed over after about a second, and the header timeout
+/// runs from then. Best effort: a socket that refuses the option works as before.
+fn defer_accept(fd: RawFd) {
+    let secs: libc::c_int = 1;
+    // SAFETY: a plain integer option on a descriptor we hold; failure leaves the socket as it is.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_DEFER_ACCEPT,
+            (&secs as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
