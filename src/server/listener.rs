@@ -108,6 +108,8 @@ pub(crate) struct Listener {
     pub kind: Kind,
     pub protocol: Protocol,
     pub display: String,
+    /// TCP_NODELAY is set on the listener, and Linux copies it to every accepted socket.
+    pub nodelay_inherited: bool,
 }
 
 impl Listener {
@@ -115,16 +117,20 @@ impl Listener {
         let sock = socket2::Socket::from(spec.fd);
         let domain = sock.local_addr()?.domain();
         let raw = sock.into_raw_fd();
+        let mut nodelay_inherited = false;
         let kind = if domain == socket2::Domain::UNIX {
             Kind::Unix(Async::new(unsafe { UnixListener::from_raw_fd(raw) })?)
         } else {
             defer_accept(raw);
+            // Set once here instead of once per connection (a syscall each).
+            nodelay_inherited = set_int_option(raw, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
             Kind::Tcp(Async::new(unsafe { TcpListener::from_raw_fd(raw) })?)
         };
         Ok(Listener {
             kind,
             protocol: spec.protocol,
             display: spec.display,
+            nodelay_inherited,
         })
     }
 }
@@ -136,16 +142,20 @@ impl Listener {
 /// that connects and stays silent is handed over after about a second, and the header timeout
 /// runs from then. Best effort: a socket that refuses the option works as before.
 fn defer_accept(fd: RawFd) {
-    let secs: libc::c_int = 1;
+    set_int_option(fd, libc::IPPROTO_TCP, libc::TCP_DEFER_ACCEPT, 1);
+}
+
+/// setsockopt(2) with an int value; true when the socket took it.
+fn set_int_option(fd: RawFd, level: libc::c_int, name: libc::c_int, value: libc::c_int) -> bool {
     // SAFETY: a plain integer option on a descriptor we hold; failure leaves the socket as it is.
     unsafe {
         libc::setsockopt(
             fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_DEFER_ACCEPT,
-            (&secs as *const libc::c_int).cast(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
+        ) == 0
     }
 }
 
@@ -210,7 +220,9 @@ pub(crate) async fn accept_loop<S: Service>(
     loop {
         let accepted = match &l.kind {
             Kind::Tcp(t) => t.read_with(accept_nonblocking).await.map(|(s, peer)| {
-                let _ = s.set_nodelay(true);
+                if !l.nodelay_inherited {
+                    let _ = s.set_nodelay(true);
+                }
                 // Only HTTP needs our own address (SERVER_NAME without a Host header); uwsgi gets
                 // it from nginx's vars: save the syscall on that path.
                 let local = match (l.protocol, fixed_local) {
