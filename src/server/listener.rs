@@ -286,3 +286,44 @@ pub(crate) async fn accept_loop<S: Service>(
         ex.spawn(conn::run(stream, info, guard)).detach();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn tcp_listener_defers_accept_and_passes_nodelay_to_accepted_sockets() {
+        let std_listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std_listener.local_addr().unwrap();
+        let l = Listener::from_spec(ListenerSpec {
+            fd: OwnedFd::from(std_listener),
+            protocol: Protocol::Http,
+            display: "test".into(),
+        })
+        .unwrap();
+        assert!(l.nodelay_inherited);
+        let Kind::Tcp(t) = &l.kind else {
+            panic!("a TCP listener")
+        };
+        let mut client = std::net::TcpStream::connect(addr).unwrap();
+        // Connected but silent: not handed over yet.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let e = accept_nonblocking(t.get_ref()).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::WouldBlock);
+        // With its first bytes there, it is.
+        client.write_all(b"GET / HTTP/1.1\r\n").unwrap();
+        let mut accepted = None;
+        for _ in 0..200 {
+            match accept_nonblocking(t.get_ref()) {
+                Ok((s, _)) => {
+                    accepted = Some(s);
+                    break;
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+            }
+        }
+        let s = accepted.expect("accepted once the request bytes arrived");
+        assert!(s.nodelay().unwrap());
+    }
+}
