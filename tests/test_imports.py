@@ -1,7 +1,7 @@
-"""What a serving process imports: the standard modules Velocior avoids so that each worker holds
-less memory (dataclasses, inspect, ast, dis, typing, random), checked in a real server started
-with `python -S` (no site hooks adding modules of their own), and the loader's argument check
-that replaces inspect for plain functions, checked against inspect."""
+"""What a serving process imports: the standard modules Velocior avoids so that each worker
+holds less memory (dataclasses, inspect, ast, dis, typing, random, shutil), checked in a real
+server started with `python -S` (no site hooks adding modules of their own), and the loader's
+argument check that replaces inspect for plain functions, checked against inspect."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ from velocior import loader
 
 PACKAGE_DIR = str(Path(velocior.__file__).resolve().parent.parent)
 
-# Each of these costs a worker from about 0.1 to 1 MiB of RSS (inspect brings ast and dis).
-AVOIDED = ("dataclasses", "inspect", "ast", "dis", "typing", "random")
+# Each of these costs a worker from about 0.1 to 1 MiB of RSS (inspect brings ast and dis; shutil,
+# which argparse's help formatter imports for the terminal's width, brings zlib, bz2 and lzma).
+AVOIDED = ("dataclasses", "inspect", "ast", "dis", "typing", "random", "shutil", "bz2", "lzma")
 
 # The app reports the modules of the very process that serves it, once it serves.
 MODULES_APP = '''
