@@ -318,6 +318,26 @@ def test_ipv6_and_several_listeners() -> None:
     assert not os.path.exists(path)
 
 
+def _idle_keep_alive(srv: ServerProcess) -> socket.socket:
+    """A connection that had one request answered and is now idle. (A connection that never sent
+    anything is not the server's yet: TCP listeners defer the accept until the first bytes.)"""
+    sock = srv.connect()
+    sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while True:
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            m = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head + b"\r\n")
+            assert m, head
+            if len(body) >= int(m[1]):
+                break
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before the response: {data!r}"
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200"), data
+    return sock
+
+
 def _read_to_eof(sock: socket.socket) -> bytes:
     data = b""
     sock.settimeout(30)
@@ -411,7 +431,7 @@ def test_sigint_stops_at_once() -> None:
     while the app still sleeps): exit 0, no traceback."""
     srv = ServerProcess("apps_workers.pidapp:app", "--threads", "2", "--graceful-timeout", "60")
     try:
-        idle = srv.connect()
+        idle = _idle_keep_alive(srv)
         busy = srv.connect(timeout=60)
         busy.sendall(b"GET /sleep?40 HTTP/1.1\r\nHost: x\r\n\r\n")
         srv.wait_log("pidapp: sleeping 40")
@@ -444,7 +464,7 @@ def test_second_sigint_interrupts_a_stuck_app() -> None:
 def test_sigterm_finishes_in_flight_request_then_refuses() -> None:
     srv = ServerProcess("apps_workers.pidapp:app")
     try:
-        idle = srv.connect()
+        idle = _idle_keep_alive(srv)
         busy = srv.connect(timeout=30)
         busy.sendall(b"GET /sleep?4 HTTP/1.1\r\nHost: x\r\n\r\n")
         srv.wait_log("pidapp: sleeping 4")
