@@ -283,6 +283,8 @@ def test_address_in_use_exit_1() -> None:
 
 @pytest.mark.parametrize("address, needle", [
     ("256.1.1.1:80", "cannot resolve"),
+    ("a..b:8000", "not a valid host name"),
+    ("x" * 64 + ".example:8000", "not a valid host name"),
     ("unix:/nonexistent-dir-velocior/x.sock", "no such directory"),
     ("192.0.2.1:8000", "address not available"),  # TEST-NET-1: not an address of this machine
 ])

@@ -162,6 +162,10 @@ def _bind_tcp(addr: Address, backlog: int) -> Listener:
                                    0, socket.AI_PASSIVE)
     except socket.gaierror as e:
         raise BindError(f"cannot listen on {addr.describe()}: {_reason(e)}") from None
+    except UnicodeError:
+        # The IDNA codec refuses the name (an empty label, a label over 63 characters).
+        raise BindError(f"cannot listen on {addr.describe()}: cannot resolve the host "
+                        "(not a valid host name)") from None
     family, type_, proto, _, sockaddr = infos[0]
     sock = socket.socket(family, type_, proto)
     try:
