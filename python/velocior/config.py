@@ -352,11 +352,14 @@ class Config:
 
     keep_alive: float = _setting(5.0, Spec(
         ("--keep-alive",), FloatKind(0), section=CONN,
-        help="Close a kept-alive HTTP connection idle this long between requests."))
+        help="Close a kept-alive HTTP connection idle this long between requests (checked "
+             "every tenth of the shorter of this and --header-timeout, at most every 100 ms)."))
     header_timeout: float = _setting(10.0, Spec(
         ("--header-timeout",), FloatKind(0), section=CONN,
         help="A connection must deliver a whole request head within this long (from accept, or "
-             "from the previous response): silent clients cannot hold connections."))
+             "from the previous response): silent clients cannot hold connections. TCP "
+             "connections are accepted once their first bytes arrive (TCP_DEFER_ACCEPT), or "
+             "after about a second of silence."))
     body_timeout: float = _setting(30.0, Spec(
         ("--body-timeout",), FloatKind(0), section=CONN,
         help="Close a connection whose request body makes no progress for this long."))
