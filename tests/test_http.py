@@ -8,10 +8,12 @@ import email.utils
 import hashlib
 import http.client
 import json
+import os
 import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from apps.lab import parts_body
@@ -478,3 +480,27 @@ def test_threads_several_blocked_at_once(threaded: ServerProcess) -> None:
     finally:
         for c in conns:
             c.close()
+
+
+def test_reactor_helper_thread_runs_at_idle_priority(lab: ServerProcess) -> None:
+    # async-io's helper thread would otherwise take turns polling the reactor with the loop
+    # thread (a futex hand-off per turn); at SCHED_IDLE it only runs when the CPU is idle.
+    tasks = Path(f"/proc/{lab.pid}/task")
+    policies: dict[str, int] = {}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        policies = {}
+        for t in tasks.iterdir():
+            try:
+                name = (t / "comm").read_text().strip()
+                policies[f"{name}/{t.name}"] = os.sched_getscheduler(int(t.name))
+            except (OSError, ValueError):
+                continue  # a thread that just ended
+        helpers = [p for k, p in policies.items() if k.startswith("async-io/")]
+        if helpers and all(p == os.SCHED_IDLE for p in helpers):
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"no async-io thread at SCHED_IDLE: {policies}")
+    # the loop thread itself keeps the normal policy
+    assert os.sched_getscheduler(lab.pid) == os.SCHED_OTHER
