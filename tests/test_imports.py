@@ -109,20 +109,6 @@ def test_import_velocior_for_serve_avoids_them_too() -> None:
 # --- the loader's check without inspect ----------------------------------------------------------
 
 
-def _by_inspect(obj: Callable[..., Any]) -> bool:
-    """What the loader decided with inspect before: cannot take (environ, start_response) but
-    can take nothing."""
-    try:
-        inspect.signature(obj).bind(None, None)
-    except TypeError:
-        try:
-            inspect.signature(obj).bind()
-        except TypeError:
-            return False
-        return True
-    return False
-
-
 def _wrapping(f: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(f)
     def inner(*args: Any, **kwargs: Any) -> Any:
@@ -184,5 +170,7 @@ CASES: list[tuple[str, Callable[..., Any]]] = [
 
 @pytest.mark.parametrize("name, obj", CASES, ids=[c[0] for c in CASES])
 def test_takes_no_arguments_agrees_with_inspect(name: str, obj: Callable[..., Any]) -> None:
-    expected = inspect.isfunction(obj) and _by_inspect(obj)
+    # The oracle: the loader's own inspect.signature() path (what it decided for every function
+    # before the code-object fast path).
+    expected = inspect.isfunction(obj) and loader._takes_no_arguments_by_signature(obj)
     assert loader._takes_no_arguments(obj) is expected
