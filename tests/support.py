@@ -23,6 +23,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def stop_popen(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    """SIGTERM a process we started, SIGKILL it if it is still there after `timeout`; its exit
+    status."""
+    if proc.poll() is None:
+        os.kill(proc.pid, _signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, _signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
 def wait_for_tcp(host: str, port: int, timeout: float = 15.0,
                  proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout

@@ -9,7 +9,6 @@ import functools
 import http.client
 import inspect
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from typing import Any
 
 import pytest
 import velocior
-from support import free_port, wait_for_tcp
+from support import free_port, stop_popen, wait_for_tcp
 from velocior import loader
 
 PACKAGE_DIR = str(Path(velocior.__file__).resolve().parent.parent)
@@ -67,13 +66,7 @@ def _served_modules(tmp_path: Path, *args: str) -> set[str]:
             conn.close()
         assert resp.status == 200, log.read_text()
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_popen(proc, timeout=20)
     assert proc.returncode == 0, log.read_text()
     return set(body.decode().split())
 

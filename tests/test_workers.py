@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from apps_workers.tools import Load, children, get, wait_until
-from support import TESTS, ServerProcess, free_port, wait_for_tcp
+from support import TESTS, ServerProcess, free_port, stop_popen, wait_for_tcp
 
 
 def refused(srv: ServerProcess) -> bool:
@@ -378,17 +378,6 @@ def _uwsgi_get(port: int, path: str) -> bytes:
     return data
 
 
-def _stop_popen(proc: subprocess.Popen[bytes]) -> int:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-    return proc.returncode
-
-
 def test_socket_activation_by_order_with_workers() -> None:
     http_sock, uwsgi_sock = _listening(), _listening()
     http_port, uwsgi_port = http_sock.getsockname()[1], uwsgi_sock.getsockname()[1]
@@ -407,7 +396,7 @@ def test_socket_activation_by_order_with_workers() -> None:
         with pytest.raises(ConnectionRefusedError):  # the addresses given were not bound
             socket.create_connection(("127.0.0.1", unused), timeout=5).close()
     finally:
-        assert _stop_popen(proc) == 0
+        assert stop_popen(proc) == 0
 
 
 def test_socket_activation_by_name_single_process() -> None:
@@ -421,7 +410,7 @@ def test_socket_activation_by_name_single_process() -> None:
         assert get(http_port).pid == proc.pid
         assert _uwsgi_get(uwsgi_port, "/").startswith(b"HTTP/1.1 200")
     finally:
-        assert _stop_popen(proc) == 0
+        assert stop_popen(proc) == 0
 
 
 def test_socket_activation_count_mismatch_is_an_error() -> None:
